@@ -1,0 +1,1 @@
+"""HTTP API edge (``/api/v1``): parse, check permission through the domain, call, render."""

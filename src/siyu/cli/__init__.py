@@ -1,0 +1,1 @@
+"""Command-line edge (Typer): ``siyu …``. Commands parse, call a domain action, print."""

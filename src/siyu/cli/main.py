@@ -1,0 +1,217 @@
+"""The ``siyu`` command.
+
+    siyu db upgrade
+    siyu org brand create demo-tea --name 思屿茶饮 --agency demo-agency
+    siyu serve --port 8000
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from siyu import __version__
+from siyu.cli import org
+from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
+from siyu.core.settings import get_settings
+from siyu.core.validation import parse
+from siyu.org import actions, queries
+from siyu.org.schemas import ApiKeyIn, ApiKeyOut, AuditOut
+
+app = typer.Typer(
+    help="Siyu — the private-domain growth engine. Every command honours --data-dir / "
+    "SIYU_DATA_DIR; the database is SIYU_DATABASE_URL (default: SQLite in the data dir).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Operational store (migrations).", no_args_is_help=True)
+user_app = typer.Typer(help="Console users.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Brand API keys (the secret is shown once).", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org.app, name="org")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(audit_app, name="audit")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Apply every pending migration."""
+    from siyu.migrations import current, upgrade
+
+    use_data_dir(data_dir)
+    upgrade()
+    typer.echo(f"database at revision {current()} ({_safe_url()})")
+
+
+@db_app.command("current")
+def db_current(data_dir: DataDir = None) -> None:
+    """Print the database's migration revision."""
+    from siyu.migrations import current
+
+    use_data_dir(data_dir)
+    typer.echo(current() or "(empty)")
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().db_url).render_as_string(hide_password=True)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the API (/api/v1) and the console (/) with uvicorn."""
+    import uvicorn
+
+    from siyu.migrations import upgrade
+
+    use_data_dir(data_dir)
+    upgrade()
+    typer.echo(f"Siyu console: http://{host}:{port}/   API: http://{host}:{port}/api/v1/docs")
+    uvicorn.run("siyu.server:create_app", factory=True, host=host, port=port,
+                log_level="info")
+
+
+@app.command("demo")
+@handled
+def demo(
+    data_dir: DataDir = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo, do not serve.")
+                        ] = False,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """Build the demo agency (two brands, org trees, staff) and serve the console."""
+    from siyu.demo.org import build_demo_org
+    from siyu.migrations import upgrade
+
+    use_data_dir(data_dir)
+    upgrade()
+    with session() as db:
+        result = build_demo_org(db)
+    typer.echo(f"demo agency {result.agency_slug}: brands {', '.join(result.brands)}")
+    typer.echo(f"sign in as {result.admin_username} / {result.password} "
+               f"(also agency.am, coffee.hq, cf.mgr01, guide.shared — same password)")
+    if not no_serve:
+        serve(host=host, port=port, data_dir=None)
+
+
+@app.command("openapi")
+def openapi(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the OpenAPI schema of the API."""
+    from siyu.server import create_app
+
+    text = json.dumps(create_app().openapi(), ensure_ascii=False, indent=2, sort_keys=True)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+@user_app.command("create-admin")
+@handled
+def create_admin(
+    username: Annotated[str, typer.Option("--username")] = "admin",
+    name: Annotated[str, typer.Option("--name")] = "Administrator",
+    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
+                                          confirmation_prompt=True)] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a platform administrator who can see every agency and brand."""
+    with session(data_dir) as db:
+        staff = actions.create_admin(db, org.CLI, username, name, password)
+        typer.echo(f"admin {staff.username} created")
+
+
+@user_app.command("set-password")
+@handled
+def set_password(
+    username: str,
+    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
+                                          confirmation_prompt=True)] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Set a staff member's console password (also lifts a lock-out)."""
+    with session(data_dir) as db:
+        actions.set_password(db, org.CLI, username, password)
+        typer.echo(f"password of {username.lower()} set")
+
+
+@apikey_app.command("create")
+@handled
+def apikey_create(
+    brand: BrandOpt,
+    name: Annotated[str, typer.Option("--name")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Repeat: org.read, org.write, "
+                                             "staff.write, audit.read, events.write, …")],
+    data_dir: DataDir = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key for a brand; the secret is printed once."""
+    with session(data_dir) as db:
+        b = queries.access_brand(db, org.CLI, brand, "apikeys.manage")
+        key, secret = actions.create_api_key(db, org.CLI, b, parse(
+            ApiKeyIn, {"name": name, "scopes": scope}))
+        out = {**ApiKeyOut.model_validate(key).model_dump(), "key": secret}
+        emit(out, as_json, ["id", "name", "scopes", "key"])
+
+
+@apikey_app.command("list")
+@handled
+def apikey_list(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """List a brand's API keys (never their secrets)."""
+    with session(data_dir) as db:
+        b = queries.access_brand(db, org.CLI, brand, "apikeys.manage")
+        emit([ApiKeyOut.model_validate(k).model_dump() for k in
+              queries.list_api_keys(db, org.CLI, b)], as_json,
+             ["id", "name", "prefix", "scopes", "last_used_at", "revoked_at"])
+
+
+@apikey_app.command("revoke")
+@handled
+def apikey_revoke(key_id: str, brand: BrandOpt, data_dir: DataDir = None) -> None:
+    """Revoke an API key."""
+    with session(data_dir) as db:
+        b = queries.access_brand(db, org.CLI, brand, "apikeys.manage")
+        actions.revoke_api_key(db, org.CLI, b, key_id)
+        typer.echo(f"revoked {key_id}")
+
+
+@audit_app.command("list")
+@handled
+def audit_list(
+    brand: BrandOpt,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    data_dir: DataDir = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a brand's audit log, newest first."""
+    with session(data_dir) as db:
+        b = queries.access_brand(db, org.CLI, brand, "audit.read")
+        emit([AuditOut.model_validate(e).model_dump(mode="json")
+              for e in queries.list_audit(db, org.CLI, b, limit=limit)], as_json,
+             ["at", "actor_label", "action", "entity_type", "entity_id"])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared ground for every domain: settings, database, ids, money, time, errors, i18n, audit."""

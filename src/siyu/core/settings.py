@@ -1,0 +1,93 @@
+"""Settings read from the environment (prefix ``SIYU_``) with safe defaults.
+
+Usage::
+
+    from siyu.core.settings import get_settings
+    settings = get_settings()
+    settings.database_url  # sqlite:///…/siyu-data/siyu.db unless SIYU_DATABASE_URL is set
+
+Secrets (the session-signing key and the PII key) are generated on first use into the data
+directory with mode 600, so a fresh install is secure without any set-up step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIYU_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./siyu-data"))
+    database_url: str | None = None
+    default_timezone: str = "Asia/Shanghai"
+    # None = decide per request: Secure when the request came over https.
+    cookie_secure: bool | None = None
+    session_hours: int = 12
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    node_modules: Path | None = None
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'siyu.db'}"
+
+    def ensure_data_dir(self) -> Path:
+        path = self.resolved_data_dir
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _key(self, name: str) -> bytes:
+        path = self.ensure_data_dir() / name
+        if not path.exists():
+            # O_EXCL so two processes starting at once cannot both write a different key.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+        return bytes.fromhex(path.read_text().strip())
+
+    @property
+    def secret_key(self) -> bytes:
+        """Key for signing session cookies and CSRF tokens."""
+        return self._key("secret.key")
+
+    @property
+    def pii_key(self) -> bytes:
+        """Key for PII encryption (AES-GCM) and keyed hashes (HMAC-SHA256)."""
+        return self._key("pii.key")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (after the environment changed, e.g. ``--data-dir``)."""
+    get_settings.cache_clear()

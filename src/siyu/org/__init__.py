@@ -1,0 +1,1 @@
+"""Tenancy and organisation: agencies, brands, org units, staff, roles, data scopes, auth."""
