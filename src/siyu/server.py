@@ -1,6 +1,6 @@
 """The ASGI application: the API under ``/api/v1`` and the console at ``/``.
 
-    uvicorn siyu.server:create_app --factory
+uvicorn siyu.server:create_app --factory
 """
 
 from __future__ import annotations

@@ -54,8 +54,14 @@ class ImportOut(BaseModel):
 @router.get("/me", response_model=MeOut)
 def me(db: Db, actor: CurrentActor) -> MeOut:
     brands = [BrandOut.model_validate(b) for b in queries.accessible_brands(db, actor)]
-    return MeOut(kind=actor.kind, id=actor.id, label=actor.label, superadmin=actor.superadmin,
-                 brands=brands, scopes=sorted(actor.api_scopes))
+    return MeOut(
+        kind=actor.kind,
+        id=actor.id,
+        label=actor.label,
+        superadmin=actor.superadmin,
+        brands=brands,
+        scopes=sorted(actor.api_scopes),
+    )
 
 
 @router.get("/brands", response_model=list[BrandOut])
@@ -124,8 +130,7 @@ def get_staff(brand: str, staff: str, db: Db, actor: CurrentActor) -> StaffOut:
 
 
 @router.patch("/brands/{brand}/staff/{staff}", response_model=StaffOut)
-def update_staff(brand: str, staff: str, body: StaffPatch, db: Db,
-                 actor: CurrentActor) -> StaffOut:
+def update_staff(brand: str, staff: str, body: StaffPatch, db: Db, actor: CurrentActor) -> StaffOut:
     b = queries.access_brand(db, actor, brand, "staff.write")
     person = actions.update_staff(db, actor, b, staff, body)
     return queries.get_staff(db, actor, b, person.id)
@@ -146,16 +151,26 @@ async def _upload(file: UploadFile) -> tuple[Path, bytes]:
 
 
 @router.post("/brands/{brand}/units:import", response_model=ImportOut)
-async def import_units(brand: str, file: UploadFile, db: Db, actor: CurrentActor,
-                       dry_run: Annotated[bool, Query()] = False) -> dict[str, Any]:
+async def import_units(
+    brand: str,
+    file: UploadFile,
+    db: Db,
+    actor: CurrentActor,
+    dry_run: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
     b = queries.access_brand(db, actor, brand, "org.write")
     path, data = await _upload(file)
     return importer.import_units(db, actor, b, path, data=data, dry_run=dry_run).as_dict()
 
 
 @router.post("/brands/{brand}/staff:import", response_model=ImportOut)
-async def import_staff(brand: str, file: UploadFile, db: Db, actor: CurrentActor,
-                       dry_run: Annotated[bool, Query()] = False) -> dict[str, Any]:
+async def import_staff(
+    brand: str,
+    file: UploadFile,
+    db: Db,
+    actor: CurrentActor,
+    dry_run: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
     b = queries.access_brand(db, actor, brand, "staff.write")
     path, data = await _upload(file)
     return importer.import_staff(db, actor, b, path, data=data, dry_run=dry_run).as_dict()
@@ -181,8 +196,12 @@ def revoke_api_key(brand: str, key: str, db: Db, actor: CurrentActor) -> Any:
 
 
 @router.get("/brands/{brand}/audit", response_model=list[AuditOut])
-def list_audit(brand: str, db: Db, actor: CurrentActor,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100,
-               before: str | None = None) -> list[Any]:
+def list_audit(
+    brand: str,
+    db: Db,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: str | None = None,
+) -> list[Any]:
     b = queries.access_brand(db, actor, brand, "audit.read")
     return list(queries.list_audit(db, actor, b, limit=limit, before=before))

@@ -21,8 +21,14 @@ log = logging.getLogger("siyu.api")
 PROBLEM = "application/problem+json"
 
 
-def problem(request: Request, status: int, code: str, errors: list[FieldError] | None = None,
-            **params: Any) -> JSONResponse:
+def problem(
+    request: Request,
+    status: int,
+    code: str,
+    errors: list[FieldError] | None = None,
+    /,
+    **params: Any,
+) -> JSONResponse:
     locale = normalise_locale(request.headers.get("accept-language"))
     body: dict[str, Any] = {
         "type": f"urn:siyu:problem:{code}",
@@ -42,8 +48,14 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def respond(request: Request, status: int, code: str, errors: list[FieldError] | None = None,
-            **params: Any) -> Response:
+def respond(
+    request: Request,
+    status: int,
+    code: str,
+    errors: list[FieldError] | None = None,
+    /,
+    **params: Any,
+) -> Response:
     """Problem+json for the API; the console registers ``app.state.render_error`` for HTML."""
     if not is_api(request):
         render = getattr(request.app.state, "render_error", None)
@@ -65,19 +77,23 @@ def install_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in err.get("loc", ())]
             if loc and loc[0] in ("body", "query", "path", "header"):
                 loc = loc[1:]
-            errors.append(FieldError(code=f"invalid.{err.get('type', 'value')}",
-                                     field=".".join(loc) or None,
-                                     reason=str(err.get("msg", "")).removeprefix("Value error, ")))
+            errors.append(
+                FieldError(
+                    code=f"invalid.{err.get('type', 'value')}",
+                    field=".".join(loc) or None,
+                    reason=str(err.get("msg", "")).removeprefix("Value error, "),
+                )
+            )
         json_broken = any(e.code == "invalid.json_invalid" for e in errors)
         if json_broken:
-            return problem(request, 400, "http.malformed_body", errors,
-                           reason=errors[0].reason)
+            return problem(request, 400, "http.malformed_body", errors, reason=errors[0].reason)
         return problem(request, 422, "validation.failed", errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {405: "http.method_not_allowed", 413: "http.too_large"}.get(
-            exc.status_code, "http.not_found")
+            exc.status_code, "http.not_found"
+        )
         params = {"limit": str(exc.detail)} if exc.status_code == 413 else {}
         return respond(request, exc.status_code, code, **params)
 

@@ -24,8 +24,11 @@ R = TypeVar("R")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data directory (default ./siyu-data; env SIYU_DATA_DIR).",
-                 show_default=False),
+    typer.Option(
+        "--data-dir",
+        help="Data directory (default ./siyu-data; env SIYU_DATA_DIR).",
+        show_default=False,
+    ),
 ]
 BrandOpt = Annotated[str, typer.Option("--brand", help="Brand slug (or id).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -40,16 +43,22 @@ def use_data_dir(data_dir: Path | None) -> None:
 
 
 def locale() -> str:
-    return normalise_locale(os.environ.get("SIYU_LANG") or os.environ.get("LANG", "zh_CN")
-                            .replace("_", "-"))
+    return normalise_locale(
+        os.environ.get("SIYU_LANG") or os.environ.get("LANG", "zh_CN").replace("_", "-")
+    )
 
 
 def fail(exc: SiyuError, exit_code: int = 2) -> None:
     typer.secho(f"error [{exc.code}]: {exc.message(locale())}", err=True, fg="red")
     for err in exc.errors:
-        where = " ".join(x for x in (
-            f"row {err.row}" if err.row is not None else "",
-            f"field {err.field}" if err.field else "") if x)
+        where = " ".join(
+            x
+            for x in (
+                f"row {err.row}" if err.row is not None else "",
+                f"field {err.field}" if err.field else "",
+            )
+            if x
+        )
         typer.echo(f"  - {where + ': ' if where else ''}{err.reason} [{err.code}]", err=True)
     raise typer.Exit(exit_code)
 

@@ -1,8 +1,8 @@
 """The ``siyu`` command.
 
-    siyu db upgrade
-    siyu org brand create demo-tea --name 思屿茶饮 --agency demo-agency
-    siyu serve --port 8000
+siyu db upgrade
+siyu org brand create demo-tea --name 思屿茶饮 --agency demo-agency
+siyu serve --port 8000
 """
 
 from __future__ import annotations
@@ -84,16 +84,16 @@ def serve(
     use_data_dir(data_dir)
     upgrade()
     typer.echo(f"Siyu console: http://{host}:{port}/   API: http://{host}:{port}/api/v1/docs")
-    uvicorn.run("siyu.server:create_app", factory=True, host=host, port=port,
-                log_level="info")
+    uvicorn.run("siyu.server:create_app", factory=True, host=host, port=port, log_level="info")
 
 
 @app.command("demo")
 @handled
 def demo(
     data_dir: DataDir = None,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo, do not serve.")
-                        ] = False,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Build the demo, do not serve.")
+    ] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
 ) -> None:
@@ -106,8 +106,10 @@ def demo(
     with session() as db:
         result = build_demo_org(db)
     typer.echo(f"demo agency {result.agency_slug}: brands {', '.join(result.brands)}")
-    typer.echo(f"sign in as {result.admin_username} / {result.password} "
-               f"(also agency.am, coffee.hq, cf.mgr01, guide.shared — same password)")
+    typer.echo(
+        f"sign in as {result.admin_username} / {result.password} "
+        f"(also agency.am, coffee.hq, cf.mgr01, guide.shared — same password)"
+    )
     if not no_serve:
         serve(host=host, port=port, data_dir=None)
 
@@ -129,8 +131,9 @@ def openapi(output: Annotated[Path | None, typer.Option("--output", "-o")] = Non
 def create_admin(
     username: Annotated[str, typer.Option("--username")] = "admin",
     name: Annotated[str, typer.Option("--name")] = "Administrator",
-    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
-                                          confirmation_prompt=True)] = "",
+    password: Annotated[
+        str, typer.Option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    ] = "",
     data_dir: DataDir = None,
 ) -> None:
     """Create a platform administrator who can see every agency and brand."""
@@ -143,8 +146,9 @@ def create_admin(
 @handled
 def set_password(
     username: str,
-    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
-                                          confirmation_prompt=True)] = "",
+    password: Annotated[
+        str, typer.Option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    ] = "",
     data_dir: DataDir = None,
 ) -> None:
     """Set a staff member's console password (also lifts a lock-out)."""
@@ -158,16 +162,21 @@ def set_password(
 def apikey_create(
     brand: BrandOpt,
     name: Annotated[str, typer.Option("--name")],
-    scope: Annotated[list[str], typer.Option("--scope", help="Repeat: org.read, org.write, "
-                                             "staff.write, audit.read, events.write, …")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope", help="Repeat: org.read, org.write, staff.write, audit.read, events.write, …"
+        ),
+    ],
     data_dir: DataDir = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key for a brand; the secret is printed once."""
     with session(data_dir) as db:
         b = queries.access_brand(db, org.CLI, brand, "apikeys.manage")
-        key, secret = actions.create_api_key(db, org.CLI, b, parse(
-            ApiKeyIn, {"name": name, "scopes": scope}))
+        key, secret = actions.create_api_key(
+            db, org.CLI, b, parse(ApiKeyIn, {"name": name, "scopes": scope})
+        )
         out = {**ApiKeyOut.model_validate(key).model_dump(), "key": secret}
         emit(out, as_json, ["id", "name", "scopes", "key"])
 
@@ -178,9 +187,14 @@ def apikey_list(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = Fa
     """List a brand's API keys (never their secrets)."""
     with session(data_dir) as db:
         b = queries.access_brand(db, org.CLI, brand, "apikeys.manage")
-        emit([ApiKeyOut.model_validate(k).model_dump() for k in
-              queries.list_api_keys(db, org.CLI, b)], as_json,
-             ["id", "name", "prefix", "scopes", "last_used_at", "revoked_at"])
+        emit(
+            [
+                ApiKeyOut.model_validate(k).model_dump()
+                for k in queries.list_api_keys(db, org.CLI, b)
+            ],
+            as_json,
+            ["id", "name", "prefix", "scopes", "last_used_at", "revoked_at"],
+        )
 
 
 @apikey_app.command("revoke")
@@ -204,9 +218,14 @@ def audit_list(
     """Show a brand's audit log, newest first."""
     with session(data_dir) as db:
         b = queries.access_brand(db, org.CLI, brand, "audit.read")
-        emit([AuditOut.model_validate(e).model_dump(mode="json")
-              for e in queries.list_audit(db, org.CLI, b, limit=limit)], as_json,
-             ["at", "actor_label", "action", "entity_type", "entity_id"])
+        emit(
+            [
+                AuditOut.model_validate(e).model_dump(mode="json")
+                for e in queries.list_audit(db, org.CLI, b, limit=limit)
+            ],
+            as_json,
+            ["at", "actor_label", "action", "entity_type", "entity_id"],
+        )
 
 
 def main() -> None:

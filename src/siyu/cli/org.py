@@ -32,12 +32,13 @@ CLI = Actor(kind="system", id="cli", label="cli", superadmin=True)
 app = typer.Typer(help="Agencies, brands, org units, staff and imports.", no_args_is_help=True)
 agency_app = typer.Typer(help="Agencies (代运营机构).", no_args_is_help=True)
 brand_app = typer.Typer(help="Brands.", no_args_is_help=True)
-unit_app = typer.Typer(help="Org units: HQ, regions, cities, stores (any depth).",
-                       no_args_is_help=True)
-staff_app = typer.Typer(help="Staff, their roles and data scopes per brand.",
-                        no_args_is_help=True)
-import_app = typer.Typer(help="Import org units or staff from CSV (UTF-8/GB18030) or XLSX.",
-                         no_args_is_help=True)
+unit_app = typer.Typer(
+    help="Org units: HQ, regions, cities, stores (any depth).", no_args_is_help=True
+)
+staff_app = typer.Typer(help="Staff, their roles and data scopes per brand.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import org units or staff from CSV (UTF-8/GB18030) or XLSX.", no_args_is_help=True
+)
 app.add_typer(agency_app, name="agency")
 app.add_typer(brand_app, name="brand")
 app.add_typer(unit_app, name="unit")
@@ -47,8 +48,12 @@ app.add_typer(import_app, name="import")
 
 @agency_app.command("create")
 @handled
-def agency_create(slug: str, name: Annotated[str, typer.Option("--name")],
-                  data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+def agency_create(
+    slug: str,
+    name: Annotated[str, typer.Option("--name")],
+    data_dir: DataDir = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Create an agency: siyu org agency create SLUG --name NAME."""
     with session(data_dir) as db:
         agency = actions.create_agency(db, CLI, parse(AgencyIn, {"slug": slug, "name": name}))
@@ -60,8 +65,10 @@ def agency_create(slug: str, name: Annotated[str, typer.Option("--name")],
 def agency_list(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """List agencies."""
     with session(data_dir) as db:
-        emit([AgencyOut.model_validate(a).model_dump() for a in queries.list_agencies(db, CLI)],
-             as_json)
+        emit(
+            [AgencyOut.model_validate(a).model_dump() for a in queries.list_agencies(db, CLI)],
+            as_json,
+        )
 
 
 @brand_app.command("create")
@@ -76,8 +83,7 @@ def brand_create(
 ) -> None:
     """Create a brand: siyu org brand create SLUG --name NAME [--agency SLUG] [--timezone TZ]."""
     with session(data_dir) as db:
-        data = parse(BrandIn, {"slug": slug, "name": name, "agency": agency,
-                               "timezone": timezone})
+        data = parse(BrandIn, {"slug": slug, "name": name, "agency": agency, "timezone": timezone})
         brand = actions.create_brand(db, CLI, data)
         emit(BrandOut.model_validate(brand).model_dump(), as_json)
 
@@ -87,8 +93,10 @@ def brand_create(
 def brand_list(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """List brands."""
     with session(data_dir) as db:
-        emit([BrandOut.model_validate(b).model_dump()
-              for b in queries.accessible_brands(db, CLI)], as_json)
+        emit(
+            [BrandOut.model_validate(b).model_dump() for b in queries.accessible_brands(db, CLI)],
+            as_json,
+        )
 
 
 @unit_app.command("create")
@@ -107,8 +115,17 @@ def unit_create(
     """Create an org unit: siyu org unit create CODE --brand B --name N [--parent CODE]."""
     with session(data_dir) as db:
         b = queries.access_brand(db, CLI, brand, "org.write")
-        data = parse(UnitIn, {"code": code, "name": name, "kind": kind, "parent": parent,
-                              "city": city, "address": address})
+        data = parse(
+            UnitIn,
+            {
+                "code": code,
+                "name": name,
+                "kind": kind,
+                "parent": parent,
+                "city": city,
+                "address": address,
+            },
+        )
         unit = actions.create_unit(db, CLI, b, data)
         emit(UnitOut.model_validate(unit).model_dump(), as_json)
 
@@ -119,8 +136,11 @@ def unit_list(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = Fals
     """List a brand's org units as a flat table."""
     with session(data_dir) as db:
         b = queries.access_brand(db, CLI, brand)
-        emit([UnitOut.model_validate(u).model_dump() for u in queries.list_units(db, CLI, b)],
-             as_json, ["code", "name", "kind", "depth", "city", "id"])
+        emit(
+            [UnitOut.model_validate(u).model_dump() for u in queries.list_units(db, CLI, b)],
+            as_json,
+            ["code", "name", "kind", "depth", "city", "id"],
+        )
 
 
 @unit_app.command("tree")
@@ -149,26 +169,43 @@ def staff_create(
     username: str,
     brand: BrandOpt,
     name: Annotated[str, typer.Option("--name")],
-    role: Annotated[str, typer.Option("--role", help="admin|hq_operator|regional_manager|"
-                                      "store_manager|guide|community_operator|"
-                                      "content_operator|analyst|agency_manager")],
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="admin|hq_operator|regional_manager|"
+            "store_manager|guide|community_operator|"
+            "content_operator|analyst|agency_manager",
+        ),
+    ],
     scope: Annotated[str | None, typer.Option("--scope", help="own|unit|brand|agency")] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="Org unit code or id")] = None,
     wecom_userid: Annotated[str | None, typer.Option("--wecom-userid")] = None,
     email: Annotated[str | None, typer.Option("--email")] = None,
-    guide_kind: Annotated[str, typer.Option("--guide-kind", help="general|category|brand")
-                          ] = "brand",
-    password: Annotated[str | None, typer.Option(
-        "--password", help="Console password (omit: the person cannot sign in yet)")] = None,
+    guide_kind: Annotated[
+        str, typer.Option("--guide-kind", help="general|category|brand")
+    ] = "brand",
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="Console password (omit: the person cannot sign in yet)"),
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a staff member with a role and data scope on a brand."""
     with session(data_dir) as db:
         b = queries.access_brand(db, CLI, brand, "staff.write")
-        raw: dict[str, Any] = {"username": username, "name": name, "role": role, "scope": scope,
-                               "unit": unit, "wecom_userid": wecom_userid, "email": email,
-                               "guide_kind": guide_kind, "password": password}
+        raw: dict[str, Any] = {
+            "username": username,
+            "name": name,
+            "role": role,
+            "scope": scope,
+            "unit": unit,
+            "wecom_userid": wecom_userid,
+            "email": email,
+            "guide_kind": guide_kind,
+            "password": password,
+        }
         staff = actions.create_staff(db, CLI, b, parse(StaffIn, raw))
         emit(queries.get_staff(db, CLI, b, staff.id).model_dump(), as_json)
 
@@ -188,9 +225,21 @@ def staff_assign(
     """Let an existing staff member (e.g. a shared guide) serve another brand."""
     with session(data_dir) as db:
         b = queries.access_brand(db, CLI, brand, "staff.write")
-        member = actions.add_membership(db, CLI, b, parse(MembershipIn, {
-            "username": username, "role": role, "scope": scope, "unit": unit,
-            "wecom_userid": wecom_userid}))
+        member = actions.add_membership(
+            db,
+            CLI,
+            b,
+            parse(
+                MembershipIn,
+                {
+                    "username": username,
+                    "role": role,
+                    "scope": scope,
+                    "unit": unit,
+                    "wecom_userid": wecom_userid,
+                },
+            ),
+        )
         emit(queries.get_staff(db, CLI, b, member.staff_id).model_dump(), as_json)
 
 
@@ -200,12 +249,22 @@ def staff_list(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = Fal
     """List the staff serving a brand."""
     with session(data_dir) as db:
         b = queries.access_brand(db, CLI, brand)
-        emit([s.model_dump() for s in queries.list_staff(db, CLI, b)], as_json,
-             ["username", "name", "role", "scope", "unit_name", "wecom_userid", "brands"])
+        emit(
+            [s.model_dump() for s in queries.list_staff(db, CLI, b)],
+            as_json,
+            ["username", "name", "role", "scope", "unit_name", "wecom_userid", "brands"],
+        )
 
 
-def _run_import(kind: str, file: Path, brand: str, dry_run: bool, report: Path | None,
-                data_dir: Path | None, as_json: bool) -> None:
+def _run_import(
+    kind: str,
+    file: Path,
+    brand: str,
+    dry_run: bool,
+    report: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
     if not file.exists():
         raise Invalid("import.missing_file", path=str(file))
     with session(data_dir) as db:
@@ -221,11 +280,14 @@ def _run_import(kind: str, file: Path, brand: str, dry_run: bool, report: Path |
     if as_json:
         emit(out, True)
     else:
-        typer.echo(f"{'[dry run] ' if dry_run else ''}rows {result.total}: created "
-                   f"{result.created}, unchanged {result.unchanged}, rejected {result.rejected}")
+        typer.echo(
+            f"{'[dry run] ' if dry_run else ''}rows {result.total}: created "
+            f"{result.created}, unchanged {result.unchanged}, rejected {result.rejected}"
+        )
         for err in result.errors[:20]:
-            typer.echo(f"  line {err.row}{' ' + err.field if err.field else ''}: {err.reason} "
-                       f"[{err.code}]")
+            typer.echo(
+                f"  line {err.row}{' ' + err.field if err.field else ''}: {err.reason} [{err.code}]"
+            )
         if len(result.errors) > 20:
             typer.echo(f"  … {len(result.errors) - 20} more")
         if "report" in out:
@@ -236,15 +298,24 @@ def _run_import(kind: str, file: Path, brand: str, dry_run: bool, report: Path |
 
 ImportFile = Annotated[Path, typer.Argument(help="CSV (UTF-8, UTF-8 BOM, GB18030) or XLSX")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Check every row, write nothing.")]
-ReportOpt = Annotated[Path | None, typer.Option(
-    "--report", help="Where to write the JSON report (default FILE.errors.json when rows fail)")]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report", help="Where to write the JSON report (default FILE.errors.json when rows fail)"
+    ),
+]
 
 
 @import_app.command("units")
 @handled
-def import_units(file: ImportFile, brand: BrandOpt, dry_run: DryRun = False,
-                 report: ReportOpt = None, data_dir: DataDir = None,
-                 as_json: JsonOpt = False) -> None:
+def import_units(
+    file: ImportFile,
+    brand: BrandOpt,
+    dry_run: DryRun = False,
+    report: ReportOpt = None,
+    data_dir: DataDir = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Import org units (columns code,name,kind,parent,city,address or 编码,名称,类型,上级编码…).
 
     Exit 0 when every row is good, 3 when some rows were rejected (good rows are kept).
@@ -254,9 +325,14 @@ def import_units(file: ImportFile, brand: BrandOpt, dry_run: DryRun = False,
 
 @import_app.command("staff")
 @handled
-def import_staff(file: ImportFile, brand: BrandOpt, dry_run: DryRun = False,
-                 report: ReportOpt = None, data_dir: DataDir = None,
-                 as_json: JsonOpt = False) -> None:
+def import_staff(
+    file: ImportFile,
+    brand: BrandOpt,
+    dry_run: DryRun = False,
+    report: ReportOpt = None,
+    data_dir: DataDir = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Import staff (columns name,username,role,scope,unit,email,employee_no,wecom_userid…).
 
     Exit 0 when every row is good, 3 when some rows were rejected (good rows are kept).

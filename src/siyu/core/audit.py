@@ -56,11 +56,7 @@ SECRET_FIELDS = frozenset({"password_hash", "key_hash", "token_hash"})
 def snapshot(obj: Any, exclude: frozenset[str] = SECRET_FIELDS) -> dict[str, Any]:
     """Column values of an ORM object, JSON-safe, secrets left out."""
     table = obj.__table__
-    return {
-        c.key: _plain(getattr(obj, c.key))
-        for c in table.columns
-        if c.key not in exclude
-    }
+    return {c.key: _plain(getattr(obj, c.key)) for c in table.columns if c.key not in exclude}
 
 
 def record(

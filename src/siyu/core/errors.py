@@ -37,7 +37,7 @@ class SiyuError(Exception):
 
     status: ClassVar[int] = 400
 
-    def __init__(self, code: str, *, errors: list[FieldError] | None = None, **params: Any):
+    def __init__(self, code: str, /, *, errors: list[FieldError] | None = None, **params: Any):
         self.code = code
         self.params = params
         self.errors: list[FieldError] = errors or []

@@ -10,7 +10,7 @@ Catalogues are flat JSON files in ``core/locales``; keys are dotted (``ui.login`
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ LOCALES = ("zh-CN", "en")
 _DIR = Path(__file__).with_name("locales")
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalogue(locale: str) -> dict[str, str]:
     data: dict[str, str] = json.loads((_DIR / f"{locale}.json").read_text(encoding="utf-8"))
     return data
@@ -38,7 +38,7 @@ def normalise_locale(value: str | None) -> str:
     return DEFAULT_LOCALE
 
 
-def translate(key: str, locale: str = DEFAULT_LOCALE, **params: Any) -> str:
+def translate(key: str, locale: str = DEFAULT_LOCALE, /, **params: Any) -> str:
     text = catalogue(normalise_locale(locale)).get(key)
     if text is None:
         text = catalogue(DEFAULT_LOCALE).get(key, key)

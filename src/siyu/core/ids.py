@@ -1,7 +1,7 @@
 """Sortable string ids (ULID: 48-bit millisecond time + 80 random bits, Crockford base32).
 
-    >>> len(new_id())
-    26
+>>> len(new_id())
+26
 """
 
 from __future__ import annotations

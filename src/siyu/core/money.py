@@ -1,9 +1,9 @@
 """Money is integer fen (分). Never floats.
 
-    >>> parse_yuan("12.30")
-    1230
-    >>> format_fen(1230)
-    '¥12.30'
+>>> parse_yuan("12.30")
+1230
+>>> format_fen(1230)
+'¥12.30'
 """
 
 from __future__ import annotations

@@ -9,19 +9,37 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher()
-# A real hash of a random string: verifying against it when the user does not exist costs
-# the same time as a real check, so response times do not reveal which usernames exist.
-_DUMMY = _hasher.hash(secrets.token_hex(16))
+_hashers: dict[str, tuple[PasswordHasher, str]] = {}
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    """The argon2id hasher for the configured profile, with a dummy hash of its cost.
+
+    ``SIYU_ARGON2_PROFILE=fast`` (tests only) trades strength for speed. Verifying against
+    the dummy when a user does not exist costs as much as a real check, so response times do
+    not reveal which usernames exist.
+    """
+    from siyu.core.settings import get_settings
+
+    profile = get_settings().argon2_profile
+    if profile not in _hashers:
+        hasher = (
+            PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+            if profile == "fast"
+            else PasswordHasher()
+        )
+        _hashers[profile] = (hasher, hasher.hash(secrets.token_hex(16)))
+    return _hashers[profile]
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(stored: str | None, password: str) -> bool:
+    hasher, dummy = _hasher()
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        return hasher.verify(stored or dummy, password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

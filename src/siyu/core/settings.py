@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
     node_modules: Path | None = None
+    # "default" (argon2id library defaults) or "fast" (tests only: cheap hashes).
+    argon2_profile: str = "default"
 
     @field_validator("default_timezone")
     @classmethod

@@ -67,7 +67,7 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, dict[str, str]]]:
                 continue
             row = {h: _clean(values[i]) if i < len(values) else "" for i, h in enumerate(header)}
             if len(values) > len(header):
-                row["__extra__"] = "|".join(values[len(header):])
+                row["__extra__"] = "|".join(values[len(header) :])
             yield line, row
     except csv.Error as exc:
         raise Invalid("import.bad_csv", reason=f"line {line + 1}: {exc}") from exc

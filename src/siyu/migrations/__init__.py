@@ -1,8 +1,8 @@
 """Alembic migrations of the operational store, run programmatically.
 
-    from siyu.migrations import upgrade, missing_changes
-    upgrade("sqlite:///siyu-data/siyu.db")
-    assert missing_changes(url) == []   # models and migrations agree
+from siyu.migrations import upgrade, missing_changes
+upgrade("sqlite:///siyu-data/siyu.db")
+assert missing_changes(url) == []   # models and migrations agree
 """
 
 from __future__ import annotations

@@ -65,8 +65,15 @@ def create_agency(db: Session, actor: Actor, data: AgencyIn) -> Agency:
         agency = Agency(id=new_id(), slug=data.slug, name=data.name)
         db.add(agency)
         db.flush()
-        record(db, actor, "agency.create", "agency", agency.id, agency_id=agency.id,
-               after=snapshot(agency))
+        record(
+            db,
+            actor,
+            "agency.create",
+            "agency",
+            agency.id,
+            agency_id=agency.id,
+            after=snapshot(agency),
+        )
     return agency
 
 
@@ -77,9 +84,11 @@ def create_brand(db: Session, actor: Actor, data: BrandIn) -> Brand:
             agency = queries.find_agency(db, data.agency)
             visible = actor.superadmin or (
                 agency is not None
-                and any(g.agency_id == agency.id and
-                        "brands.manage" in ROLE_PERMISSIONS.get(g.role, frozenset())
-                        for g in actor.grants)
+                and any(
+                    g.agency_id == agency.id
+                    and "brands.manage" in ROLE_PERMISSIONS.get(g.role, frozenset())
+                    for g in actor.grants
+                )
             )
             if agency is None or not visible:
                 raise NotFound("org.agency_not_found", agency=data.agency)
@@ -87,12 +96,25 @@ def create_brand(db: Session, actor: Actor, data: BrandIn) -> Brand:
             raise Forbidden("auth.permission_denied", permission="brands.manage")
         if queries.find_brand(db, data.slug):
             raise Conflict("org.slug_taken", slug=data.slug)
-        brand = Brand(id=new_id(), slug=data.slug, name=data.name,
-                      agency_id=agency.id if agency else None, timezone=data.timezone)
+        brand = Brand(
+            id=new_id(),
+            slug=data.slug,
+            name=data.name,
+            agency_id=agency.id if agency else None,
+            timezone=data.timezone,
+        )
         db.add(brand)
         db.flush()
-        record(db, actor, "brand.create", "brand", brand.id, brand_id=brand.id,
-               agency_id=brand.agency_id, after=snapshot(brand))
+        record(
+            db,
+            actor,
+            "brand.create",
+            "brand",
+            brand.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            after=snapshot(brand),
+        )
     return brand
 
 
@@ -125,16 +147,30 @@ def create_unit(db: Session, actor: Actor, brand: Brand, data: UnitIn) -> OrgUni
             raise Conflict("org.unit_code_taken", code=data.code)
         unit_id = new_id()
         unit = OrgUnit(
-            id=unit_id, brand_id=brand.id, parent_id=parent.id if parent else None,
-            code=data.code, name=data.name, kind=data.kind, city=data.city,
-            address=data.address, active=True,
+            id=unit_id,
+            brand_id=brand.id,
+            parent_id=parent.id if parent else None,
+            code=data.code,
+            name=data.name,
+            kind=data.kind,
+            city=data.city,
+            address=data.address,
+            active=True,
             path=(parent.path if parent else "/") + unit_id + "/",
             depth=(parent.depth + 1) if parent else 0,
         )
         db.add(unit)
         db.flush()
-        record(db, actor, "unit.create", "org_unit", unit.id, brand_id=brand.id,
-               agency_id=brand.agency_id, after=snapshot(unit))
+        record(
+            db,
+            actor,
+            "unit.create",
+            "org_unit",
+            unit.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            after=snapshot(unit),
+        )
     return unit
 
 
@@ -153,17 +189,28 @@ def update_unit(db: Session, actor: Actor, brand: Brand, ref: str, data: UnitPat
             depth_delta = ((new_parent.depth + 1) if new_parent else 0) - unit.depth
             if new_path != old_path:
                 for sub in db.scalars(
-                    select(OrgUnit).where(OrgUnit.brand_id == brand.id,
-                                          OrgUnit.path.startswith(old_path, autoescape=True))
+                    select(OrgUnit).where(
+                        OrgUnit.brand_id == brand.id,
+                        OrgUnit.path.startswith(old_path, autoescape=True),
+                    )
                 ):
-                    sub.path = new_path + sub.path[len(old_path):]
+                    sub.path = new_path + sub.path[len(old_path) :]
                     sub.depth += depth_delta
                 unit.parent_id = new_parent.id if new_parent else None
         for key, value in changes.items():
             setattr(unit, key, value)
         db.flush()
-        record(db, actor, "unit.update", "org_unit", unit.id, brand_id=brand.id,
-               agency_id=brand.agency_id, before=before, after=snapshot(unit))
+        record(
+            db,
+            actor,
+            "unit.update",
+            "org_unit",
+            unit.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            before=before,
+            after=snapshot(unit),
+        )
     return unit
 
 
@@ -206,20 +253,25 @@ def _membership(
 ) -> Membership:
     agency_wide = scope == "agency"
     return Membership(
-        id=new_id(), staff_id=staff.id,
+        id=new_id(),
+        staff_id=staff.id,
         brand_id=None if agency_wide else brand.id,
         agency_id=brand.agency_id if agency_wide else None,
-        role=role, scope=scope, unit_id=unit.id if unit else None,
-        wecom_userid=wecom or None, active=True,
+        role=role,
+        scope=scope,
+        unit_id=unit.id if unit else None,
+        wecom_userid=wecom or None,
+        active=True,
     )
 
 
-def _flush_unique(db: Session, code: str, **params: str) -> None:
+def _flush_wecom(db: Session, wecom_userid: str | None) -> None:
+    """Flush in a savepoint; a WeCom userid already used in the brand becomes a 409."""
     try:
         with db.begin_nested():
             db.flush()
     except IntegrityError as exc:
-        raise Conflict(code, **params) from exc
+        raise Conflict("org.wecom_userid_taken", wecom_userid=wecom_userid or "") from exc
 
 
 def create_staff(db: Session, actor: Actor, brand: Brand, data: StaffIn) -> Staff:
@@ -229,21 +281,34 @@ def create_staff(db: Session, actor: Actor, brand: Brand, data: StaffIn) -> Staf
         if db.scalar(select(Staff.id).where(Staff.username == data.username)):
             raise Conflict("org.username_taken", username=data.username)
         staff = Staff(
-            id=new_id(), agency_id=brand.agency_id,
+            id=new_id(),
+            agency_id=brand.agency_id,
             home_brand_id=None if brand.agency_id else brand.id,
-            name=data.name, username=data.username, email=data.email,
-            employee_no=data.employee_no, guide_kind=data.guide_kind, category=data.category,
+            name=data.name,
+            username=data.username,
+            email=data.email,
+            employee_no=data.employee_no,
+            guide_kind=data.guide_kind,
+            category=data.category,
             password_hash=hash_password(data.password) if data.password else None,
-            active=True, failed_logins=0,
+            active=True,
+            failed_logins=0,
         )
         db.add(staff)
         db.flush()
         member = _membership(brand, staff, data.role, scope, unit, data.wecom_userid)
         db.add(member)
-        _flush_unique(db, "org.wecom_userid_taken", wecom_userid=data.wecom_userid or "")
-        record(db, actor, "staff.create", "staff", staff.id, brand_id=brand.id,
-               agency_id=brand.agency_id,
-               after={**snapshot(staff), "membership": snapshot(member)})
+        _flush_wecom(db, data.wecom_userid)
+        record(
+            db,
+            actor,
+            "staff.create",
+            "staff",
+            staff.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            after={**snapshot(staff), "membership": snapshot(member)},
+        )
     return staff
 
 
@@ -260,17 +325,26 @@ def add_membership(db: Session, actor: Actor, brand: Brand, data: MembershipIn) 
         if staff is None or not same_tenant:
             raise NotFound("org.staff_not_found", staff=data.username)
         existing = db.scalar(
-            select(Membership).where(Membership.staff_id == staff.id,
-                                     Membership.brand_id == brand.id)
+            select(Membership).where(
+                Membership.staff_id == staff.id, Membership.brand_id == brand.id
+            )
         )
         if existing is not None:
             raise Conflict("org.already_member", staff=data.username)
         scope, unit = _check_grant(db, actor, brand, data.role, data.scope, data.unit)
         member = _membership(brand, staff, data.role, scope, unit, data.wecom_userid)
         db.add(member)
-        _flush_unique(db, "org.wecom_userid_taken", wecom_userid=data.wecom_userid or "")
-        record(db, actor, "membership.create", "membership", member.id, brand_id=brand.id,
-               agency_id=brand.agency_id, after=snapshot(member))
+        _flush_wecom(db, data.wecom_userid)
+        record(
+            db,
+            actor,
+            "membership.create",
+            "membership",
+            member.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            after=snapshot(member),
+        )
     return member
 
 
@@ -282,15 +356,19 @@ def update_staff(db: Session, actor: Actor, brand: Brand, ref: str, data: StaffP
         if staff.id == actor.staff_id and (data.role or data.scope or data.active is False):
             raise Forbidden("org.cannot_change_self")
         # Changing someone's grant needs the right to grant what they hold now, too.
-        _check_grant(db, actor, brand, member.role, member.scope,
-                     member.unit_id if member.unit_id else None)
+        _check_grant(
+            db, actor, brand, member.role, member.scope, member.unit_id if member.unit_id else None
+        )
         before = {**snapshot(staff), "membership": snapshot(member)}
         changes = data.model_dump(exclude_unset=True)
         if {"role", "scope", "unit"} & changes.keys():
             role = changes.get("role") or member.role
             scope, unit = _check_grant(
-                db, actor, brand, role, changes.get("scope") or
-                (member.scope if "role" not in changes else None),
+                db,
+                actor,
+                brand,
+                role,
+                changes.get("scope") or (member.scope if "role" not in changes else None),
                 changes.get("unit", member.unit_id),
             )
             member.role, member.scope = role, scope
@@ -302,10 +380,18 @@ def update_staff(db: Session, actor: Actor, brand: Brand, ref: str, data: StaffP
                 setattr(staff, key, changes[key])
         if "active" in changes:
             member.active = bool(changes["active"])
-        _flush_unique(db, "org.wecom_userid_taken", wecom_userid=member.wecom_userid or "")
-        record(db, actor, "staff.update", "staff", staff.id, brand_id=brand.id,
-               agency_id=brand.agency_id, before=before,
-               after={**snapshot(staff), "membership": snapshot(member)})
+        _flush_wecom(db, member.wecom_userid)
+        record(
+            db,
+            actor,
+            "staff.update",
+            "staff",
+            staff.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            before=before,
+            after={**snapshot(staff), "membership": snapshot(member)},
+        )
     return staff
 
 
@@ -318,9 +404,16 @@ def create_admin(db: Session, actor: Actor, username: str, name: str, password: 
     with atomic(db):
         if db.scalar(select(Staff.id).where(Staff.username == username.lower())):
             raise Conflict("org.username_taken", username=username)
-        staff = Staff(id=new_id(), name=name, username=username.lower(),
-                      password_hash=hash_password(password), superadmin=True, active=True,
-                      failed_logins=0, guide_kind="brand")
+        staff = Staff(
+            id=new_id(),
+            name=name,
+            username=username.lower(),
+            password_hash=hash_password(password),
+            superadmin=True,
+            active=True,
+            failed_logins=0,
+            guide_kind="brand",
+        )
         db.add(staff)
         db.flush()
         record(db, actor, "admin.create", "staff", staff.id, after=snapshot(staff))
@@ -351,8 +444,15 @@ def set_password(db: Session, actor: Actor, username: str, password: str) -> Sta
         staff.password_hash = hash_password(password)
         staff.failed_logins = 0
         staff.locked_until = None
-        record(db, actor, "staff.set_password", "staff", staff.id, agency_id=staff.agency_id,
-               brand_id=staff.home_brand_id)
+        record(
+            db,
+            actor,
+            "staff.set_password",
+            "staff",
+            staff.id,
+            agency_id=staff.agency_id,
+            brand_id=staff.home_brand_id,
+        )
     return staff
 
 
@@ -364,13 +464,28 @@ def create_api_key(db: Session, actor: Actor, brand: Brand, data: ApiKeyIn) -> t
     authorize(actor, "apikeys.manage", queries.brand_ref(brand))
     secret = "sk_" + new_token(30)
     with atomic(db):
-        key = ApiKey(id=new_id(), brand_id=brand.id, name=data.name, prefix=secret[:10],
-                     key_hash=token_hash(secret), scopes=list(data.scopes),
-                     created_by=actor.id, expires_at=data.expires_at)
+        key = ApiKey(
+            id=new_id(),
+            brand_id=brand.id,
+            name=data.name,
+            prefix=secret[:10],
+            key_hash=token_hash(secret),
+            scopes=list(data.scopes),
+            created_by=actor.id,
+            expires_at=data.expires_at,
+        )
         db.add(key)
         db.flush()
-        record(db, actor, "api_key.create", "api_key", key.id, brand_id=brand.id,
-               agency_id=brand.agency_id, after=snapshot(key))
+        record(
+            db,
+            actor,
+            "api_key.create",
+            "api_key",
+            key.id,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            after=snapshot(key),
+        )
     return key, secret
 
 
@@ -380,8 +495,17 @@ def revoke_api_key(db: Session, actor: Actor, brand: Brand, key_id: str) -> ApiK
         if key.revoked_at is None:
             before = snapshot(key)
             key.revoked_at = utcnow()
-            record(db, actor, "api_key.revoke", "api_key", key.id, brand_id=brand.id,
-                   agency_id=brand.agency_id, before=before, after=snapshot(key))
+            record(
+                db,
+                actor,
+                "api_key.revoke",
+                "api_key",
+                key.id,
+                brand_id=brand.id,
+                agency_id=brand.agency_id,
+                before=before,
+                after=snapshot(key),
+            )
     return key
 
 

@@ -34,15 +34,29 @@ def actor_for_staff(db: Session, staff: Staff) -> Actor:
     grants = []
     for member, unit in rows:
         scope: Scope = member.scope  # type: ignore[assignment]
-        grants.append(Grant(role=member.role, scope=scope, brand_id=member.brand_id,
-                            agency_id=member.agency_id, unit_id=member.unit_id,
-                            unit_path=unit.path if unit else None))
-    return Actor(kind="staff", id=staff.id, label=f"{staff.name} ({staff.username})",
-                 grants=tuple(grants), superadmin=staff.superadmin, staff_id=staff.id)
+        grants.append(
+            Grant(
+                role=member.role,
+                scope=scope,
+                brand_id=member.brand_id,
+                agency_id=member.agency_id,
+                unit_id=member.unit_id,
+                unit_path=unit.path if unit else None,
+            )
+        )
+    return Actor(
+        kind="staff",
+        id=staff.id,
+        label=f"{staff.name} ({staff.username})",
+        grants=tuple(grants),
+        superadmin=staff.superadmin,
+        staff_id=staff.id,
+    )
 
 
-def login(db: Session, username: str, password: str, ip: str | None = None
-          ) -> tuple[WebSession, str]:
+def login(
+    db: Session, username: str, password: str, ip: str | None = None
+) -> tuple[WebSession, str]:
     """Check the password and open a session; returns it with the cookie token.
 
     After ``login_max_failures`` wrong passwords in a row the account is locked for
@@ -61,8 +75,15 @@ def login(db: Session, username: str, password: str, ip: str | None = None
                 if staff.failed_logins >= settings.login_max_failures:
                     staff.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
                     staff.failed_logins = 0
-                    record(db, actor_for_staff(db, staff), "auth.lockout", "staff", staff.id,
-                           agency_id=staff.agency_id, brand_id=staff.home_brand_id)
+                    record(
+                        db,
+                        actor_for_staff(db, staff),
+                        "auth.lockout",
+                        "staff",
+                        staff.id,
+                        agency_id=staff.agency_id,
+                        brand_id=staff.home_brand_id,
+                    )
         raise Unauthenticated("auth.invalid_credentials")
     token = new_token()
     with atomic(db):
@@ -72,14 +93,27 @@ def login(db: Session, username: str, password: str, ip: str | None = None
         actor = actor_for_staff(db, staff)
         brands = queries.accessible_brands(db, actor)
         session = WebSession(
-            id=new_id(), token_hash=token_hash(token), staff_id=staff.id,
-            brand_id=brands[0].id if brands else None, csrf_token=new_token(24),
-            expires_at=now + timedelta(hours=settings.session_hours), last_seen_at=now, ip=ip,
+            id=new_id(),
+            token_hash=token_hash(token),
+            staff_id=staff.id,
+            brand_id=brands[0].id if brands else None,
+            csrf_token=new_token(24),
+            expires_at=now + timedelta(hours=settings.session_hours),
+            last_seen_at=now,
+            ip=ip,
         )
         db.add(session)
         # Sign-ins are writes worth auditing, but without the password or token.
-        record(db, actor, "auth.login", "staff", staff.id, agency_id=staff.agency_id,
-               brand_id=session.brand_id, after={"ip": ip})
+        record(
+            db,
+            actor,
+            "auth.login",
+            "staff",
+            staff.id,
+            agency_id=staff.agency_id,
+            brand_id=session.brand_id,
+            after={"ip": ip},
+        )
     return session, token
 
 
@@ -125,8 +159,13 @@ def actor_for_api_key(db: Session, secret: str | None) -> tuple[Actor, ApiKey]:
         raise Unauthenticated("auth.api_key_revoked")
     if key.expires_at is not None and key.expires_at <= now:
         raise Unauthenticated("auth.api_key_expired")
-    actor = Actor(kind="api_key", id=key.id, label=f"api-key:{key.name} ({key.prefix}…)",
-                  api_brand_id=key.brand_id, api_scopes=frozenset(key.scopes))
+    actor = Actor(
+        kind="api_key",
+        id=key.id,
+        label=f"api-key:{key.name} ({key.prefix}…)",
+        api_brand_id=key.brand_id,
+        api_scopes=frozenset(key.scopes),
+    )
     return actor, key
 
 

@@ -46,12 +46,24 @@ STAFF_HEADERS = {
     "guide_kind": ("guide_kind", "导购类型"),
     "category": ("category", "品类"),
 }
-KIND_ZH = {"总部": "hq", "大区": "region", "区域": "region", "城市": "city", "门店": "store",
-           "其他": "other"}
+KIND_ZH = {
+    "总部": "hq",
+    "大区": "region",
+    "区域": "region",
+    "城市": "city",
+    "门店": "store",
+    "其他": "other",
+}
 ROLE_ZH = {
-    "管理员": "admin", "总部运营": "hq_operator", "区域经理": "regional_manager",
-    "店长": "store_manager", "导购": "guide", "社群运营": "community_operator",
-    "内容运营": "content_operator", "分析师": "analyst", "代运营客户经理": "agency_manager",
+    "管理员": "admin",
+    "总部运营": "hq_operator",
+    "区域经理": "regional_manager",
+    "店长": "store_manager",
+    "导购": "guide",
+    "社群运营": "community_operator",
+    "内容运营": "content_operator",
+    "分析师": "analyst",
+    "代运营客户经理": "agency_manager",
 }
 SCOPE_ZH = {"本人": "own", "本组织": "unit", "本品牌": "brand", "本机构": "agency"}
 GUIDE_KIND_ZH = {"通用": "general", "品类": "category", "品牌": "brand"}
@@ -70,9 +82,14 @@ class ImportReport:
         return len({e.row for e in self.errors})
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "created": self.created, "unchanged": self.unchanged,
-                "rejected": self.rejected, "dry_run": self.dry_run,
-                "errors": [e.as_dict() for e in self.errors]}
+        return {
+            "total": self.total,
+            "created": self.created,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "dry_run": self.dry_run,
+            "errors": [e.as_dict() for e in self.errors],
+        }
 
 
 def _map(row: dict[str, str], headers: dict[str, tuple[str, ...]]) -> dict[str, str | None]:
@@ -95,8 +112,9 @@ def _translate(values: dict[str, str | None], key: str, table: dict[str, str]) -
 
 def _row_errors(exc: SiyuError, line: int, locale: str = "en") -> list[FieldError]:
     if exc.errors:
-        return [FieldError(code=e.code, field=e.field, row=line, reason=e.reason)
-                for e in exc.errors]
+        return [
+            FieldError(code=e.code, field=e.field, row=line, reason=e.reason) for e in exc.errors
+        ]
     return [FieldError(code=exc.code, row=line, reason=exc.message(locale))]
 
 
@@ -119,8 +137,15 @@ def _rows(path: Path, data: bytes | None) -> list[tuple[int, dict[str, str]]]:
     return list(read_rows(path, data))
 
 
-def import_units(db: Session, actor: Actor, brand: Brand, path: Path, *,
-                 data: bytes | None = None, dry_run: bool = False) -> ImportReport:
+def import_units(
+    db: Session,
+    actor: Actor,
+    brand: Brand,
+    path: Path,
+    *,
+    data: bytes | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
     """Units may name parents that come later in the file: rows are retried until no progress."""
     authorize(actor, "org.write", queries.brand_ref(brand))
     report = ImportReport(dry_run=dry_run)
@@ -170,8 +195,15 @@ def import_units(db: Session, actor: Actor, brand: Brand, path: Path, *,
     return report
 
 
-def import_staff(db: Session, actor: Actor, brand: Brand, path: Path, *,
-                 data: bytes | None = None, dry_run: bool = False) -> ImportReport:
+def import_staff(
+    db: Session,
+    actor: Actor,
+    brand: Brand,
+    path: Path,
+    *,
+    data: bytes | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
     authorize(actor, "staff.write", queries.brand_ref(brand))
     report = ImportReport(dry_run=dry_run)
     rows = _rows(path, data)
@@ -194,22 +226,35 @@ def import_staff(db: Session, actor: Actor, brand: Brand, path: Path, *,
     return report
 
 
-def _import_one_staff(db: Session, actor: Actor, brand: Brand, item: StaffIn,
-                      report: ImportReport) -> None:
+def _import_one_staff(
+    db: Session, actor: Actor, brand: Brand, item: StaffIn, report: ImportReport
+) -> None:
     staff = db.scalar(select(Staff).where(Staff.username == item.username))
     if staff is None:
         with db.begin_nested():
             actions.create_staff(db, actor, brand, item)
         report.created += 1
         return
-    member = db.scalar(select(Membership.id).where(
-        Membership.staff_id == staff.id, Membership.brand_id == brand.id))
+    member = db.scalar(
+        select(Membership.id).where(
+            Membership.staff_id == staff.id, Membership.brand_id == brand.id
+        )
+    )
     if member is not None:
         report.unchanged += 1
         return
     # Known person of the same agency: this row makes them serve this brand too.
     with db.begin_nested():
-        actions.add_membership(db, actor, brand, MembershipIn(
-            username=item.username, role=item.role, scope=item.scope, unit=item.unit,
-            wecom_userid=item.wecom_userid))
+        actions.add_membership(
+            db,
+            actor,
+            brand,
+            MembershipIn(
+                username=item.username,
+                role=item.role,
+                scope=item.scope,
+                unit=item.unit,
+                wecom_userid=item.wecom_userid,
+            ),
+        )
     report.created += 1

@@ -157,10 +157,19 @@ def _brands_served(db: Session, staff_ids: list[str]) -> dict[str, list[str]]:
 def _staff_out(row: StaffRow, brands: list[str]) -> StaffOut:
     s, m = row.staff, row.membership
     return StaffOut(
-        id=s.id, name=s.name, username=s.username, email=s.email, employee_no=s.employee_no,
-        guide_kind=s.guide_kind, category=s.category, active=s.active and m.active,
-        role=m.role, scope=m.scope, unit_id=m.unit_id,
-        unit_name=row.unit.name if row.unit else None, wecom_userid=m.wecom_userid,
+        id=s.id,
+        name=s.name,
+        username=s.username,
+        email=s.email,
+        employee_no=s.employee_no,
+        guide_kind=s.guide_kind,
+        category=s.category,
+        active=s.active and m.active,
+        role=m.role,
+        scope=m.scope,
+        unit_id=m.unit_id,
+        unit_name=row.unit.name if row.unit else None,
+        wecom_userid=m.wecom_userid,
         brands=brands,
     )
 

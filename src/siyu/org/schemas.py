@@ -16,8 +16,15 @@ CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,79}$")
 
 Role = Literal[
-    "admin", "hq_operator", "regional_manager", "store_manager", "guide",
-    "community_operator", "content_operator", "analyst", "agency_manager",
+    "admin",
+    "hq_operator",
+    "regional_manager",
+    "store_manager",
+    "guide",
+    "community_operator",
+    "content_operator",
+    "analyst",
+    "agency_manager",
 ]
 Scope = Literal["own", "unit", "brand", "agency"]
 UnitKind = Literal["hq", "region", "city", "store", "other"]
@@ -189,7 +196,9 @@ class ApiKeyIn(_In):
     def _scopes(cls, value: list[str]) -> list[str]:
         bad = [s for s in value if s not in API_SCOPES]
         if bad:
-            raise ValueError(f"unknown scope(s): {', '.join(bad)}; allowed: {', '.join(API_SCOPES)}")
+            raise ValueError(
+                f"unknown scope(s): {', '.join(bad)}; allowed: {', '.join(API_SCOPES)}"
+            )
         return sorted(set(value))
 
 

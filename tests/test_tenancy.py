@@ -1,0 +1,195 @@
+"""Tenant isolation and data scope.
+
+The isolation tests enumerate every API route with a ``{brand}`` parameter, so a new
+endpoint is covered the day it is added (and fails here until it has a sample body).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from siyu.core.errors import Forbidden, NotFound
+from siyu.core.tenancy import SYSTEM, Actor
+from siyu.org import actions, auth, queries
+from siyu.org.models import ApiKey, Staff
+from siyu.org.permissions import API_SCOPES
+from siyu.org.schemas import StaffIn, UnitIn
+from tests.factories import api_key, login
+
+SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/brands/{brand}/units"): {"json": {"code": "NEW1", "name": "n"}},
+    ("PATCH", "/api/v1/brands/{brand}/units/{unit}"): {"json": {"name": "renamed"}},
+    ("POST", "/api/v1/brands/{brand}/staff"): {
+        "json": {"name": "n", "username": "new.person", "role": "analyst"}
+    },
+    ("PATCH", "/api/v1/brands/{brand}/staff/{staff}"): {"json": {"name": "renamed"}},
+    ("POST", "/api/v1/brands/{brand}/memberships"): {
+        "json": {"username": "b.guide", "role": "guide", "unit": "B-S01"}
+    },
+    ("POST", "/api/v1/brands/{brand}/units:import"): {
+        "files": {"file": ("u.csv", b"code,name,kind,parent\nZ1,z,store,B-HQ\n", "text/csv")}
+    },
+    ("POST", "/api/v1/brands/{brand}/staff:import"): {
+        "files": {"file": ("s.csv", b"name,username,role\nx,xx.yy,analyst\n", "text/csv")}
+    },
+    ("POST", "/api/v1/brands/{brand}/api-keys"): {"json": {"name": "k", "scopes": ["org.read"]}},
+    ("POST", "/api/v1/brands/{brand}/api-keys/{key}:revoke"): {},
+}
+
+
+def brand_routes(app: Any) -> list[tuple[str, str]]:
+    """Every (method, path) of the API with a brand in its path, from the OpenAPI schema."""
+    out = []
+    for path, ops in app.openapi()["paths"].items():
+        if "{brand}" in path:
+            out.extend((m.upper(), path) for m in sorted(ops))
+    return out
+
+
+def fill(path: str, brand: str, ids: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: brand if m[1] == "brand" else ids[m[1]], path)
+
+
+def other_tenant_ids(db: Session) -> dict[str, str]:
+    b = queries.access_brand(db, SYSTEM, "b-shop")
+    unit = queries.resolve_unit(db, b, "B-S01")
+    staff = db.scalar(select(Staff).where(Staff.username == "b.guide"))
+    api_key(db, "b-shop", "org.read")
+    key = db.scalar(select(ApiKey).where(ApiKey.brand_id == b.id))
+    assert unit and staff and key
+    return {"unit": unit.id, "staff": staff.id, "key": key.id}
+
+
+def request(client: Any, method: str, path: str, route: str, headers: dict[str, str]) -> Any:
+    if method != "GET":
+        assert (method, route) in SAMPLE_BODIES, f"add a sample body for {method} {route}"
+    kwargs = SAMPLE_BODIES.get((method, route), {})
+    return client.request(method, path, headers=headers, **kwargs)
+
+
+def test_every_brand_route_hides_another_tenant_from_an_api_key(
+    app: Any, client: Any, db: Session, world: Any
+) -> None:
+    # given a key of brand a-coffee holding every scope a key can have
+    key = api_key(db, "a-coffee", *API_SCOPES)
+    ids = other_tenant_ids(db)
+    routes = brand_routes(app)
+    assert len(routes) >= 15
+    for method, route in routes:
+        # when it asks for brand b-shop's resources, by b-shop's path
+        r = request(
+            client, method, fill(route, "b-shop", ids), route, {"Authorization": f"Bearer {key}"}
+        )
+        # then b-shop does not exist for it
+        assert r.status_code == 404, (method, route, r.status_code, r.text)
+        # and b-shop's resources are not reachable through a-coffee's path either
+        if re.search(r"\{(unit|staff|key)\}", route):
+            r = request(
+                client,
+                method,
+                fill(route, "a-coffee", ids),
+                route,
+                {"Authorization": f"Bearer {key}"},
+            )
+            assert r.status_code in (403, 404), (method, route, r.status_code, r.text)
+
+
+def test_every_brand_route_hides_another_tenant_from_a_signed_in_admin(
+    app: Any, client: Any, db: Session, world: Any
+) -> None:
+    ids = other_tenant_ids(db)
+    headers = login(client, "a.admin")
+    for method, route in brand_routes(app):
+        r = request(client, method, fill(route, "b-shop", ids), route, headers)
+        assert r.status_code == 404, (method, route, r.status_code, r.text)
+    # and nothing was written to b-shop by any of those attempts
+    b = queries.access_brand(db, SYSTEM, "b-shop")
+    assert queries.resolve_unit(db, b, "NEW1") is None
+    assert queries.resolve_unit(db, b, "Z1") is None
+
+
+def test_guide_is_refused_writes(app: Any, client: Any, db: Session, world: Any) -> None:
+    headers = login(client, "a.guide")
+    ids = other_tenant_ids(db)
+    for method, route in brand_routes(app):
+        if method == "GET":
+            continue
+        r = request(client, method, fill(route, "a-coffee", ids), route, headers)
+        assert r.status_code in (403, 404), (method, route, r.status_code, r.text)
+
+
+def actor(db: Session, username: str) -> Actor:
+    staff = db.scalar(select(Staff).where(Staff.username == username))
+    assert staff is not None
+    return auth.actor_for_staff(db, staff)
+
+
+def codes(units: list[Any]) -> set[str]:
+    return {u.code for u in units}
+
+
+def test_store_manager_sees_only_their_subtree(db: Session, world: Any) -> None:
+    mgr = actor(db, "a.sh01mgr")
+    brand = queries.access_brand(db, mgr, "a-coffee")
+    assert codes(queries.list_units(db, mgr, brand)) == {"A-SH01"}
+    staff = {s.username for s in queries.list_staff(db, mgr, brand)}
+    assert staff == {"a.sh01mgr", "a.guide"}
+    with pytest.raises(NotFound):
+        queries.get_unit(db, mgr, brand, "A-SH02")
+    with pytest.raises(NotFound):
+        queries.access_brand(db, mgr, "a-tea")
+
+
+def test_regional_manager_sees_region_and_can_add_store_only_there(db: Session, world: Any) -> None:
+    east = actor(db, "a.east")
+    brand = queries.access_brand(db, east, "a-coffee", "org.write")
+    assert codes(queries.list_units(db, east, brand)) == {"A-EAST", "A-SH01", "A-SH02"}
+    actions.create_unit(db, east, brand, UnitIn(code="A-SH09", name="x", parent="A-EAST"))
+    with pytest.raises(Exception) as exc:
+        actions.create_unit(db, east, brand, UnitIn(code="A-GZ09", name="x", parent="A-SOUTH"))
+    assert getattr(exc.value, "code", None) == "org.parent_not_found"
+    with pytest.raises(Forbidden) as forb:
+        actions.create_unit(db, east, brand, UnitIn(code="A-TOP", name="x", kind="region"))
+    assert forb.value.code == "org.out_of_scope"
+
+
+def test_shared_guide_sees_each_brand_served_and_nothing_else(db: Session, world: Any) -> None:
+    shared = actor(db, "shared")
+    slugs = {b.slug for b in queries.accessible_brands(db, shared)}
+    assert slugs == {"a-coffee", "a-tea"}
+    coffee = queries.access_brand(db, shared, "a-coffee")
+    tea = queries.access_brand(db, shared, "a-tea")
+    assert codes(queries.list_units(db, shared, coffee)) == {"A-SH02"}
+    assert codes(queries.list_units(db, shared, tea)) == {"T-S01"}
+    with pytest.raises(NotFound):
+        queries.access_brand(db, shared, "b-shop")
+
+
+def test_agency_manager_sees_every_agency_brand(db: Session, world: Any) -> None:
+    am = actor(db, "a.am")
+    assert {b.slug for b in queries.accessible_brands(db, am)} == {"a-coffee", "a-tea"}
+    tea = queries.access_brand(db, am, "a-tea")
+    assert codes(queries.list_units(db, am, tea)) == {"T-HQ", "T-S01"}
+
+
+def test_store_manager_cannot_grant_more_than_they_hold(db: Session, world: Any) -> None:
+    mgr = actor(db, "a.sh01mgr")
+    brand = queries.access_brand(db, mgr, "a-coffee", "staff.write")
+    actions.create_staff(
+        db, mgr, brand, StaffIn(name="新导购", username="new.guide", role="guide", unit="A-SH01")
+    )
+    with pytest.raises(Forbidden) as exc:
+        actions.create_staff(db, mgr, brand, StaffIn(name="x", username="evil.admin", role="admin"))
+    assert exc.value.code == "org.cannot_grant_role"
+    with pytest.raises(Exception) as other:
+        actions.create_staff(
+            db, mgr, brand, StaffIn(name="x", username="far.guide", role="guide", unit="A-GZ01")
+        )
+    assert getattr(other.value, "code", None) == "org.unit_not_found"
+    # nothing half-written: the refused people do not exist
+    assert db.scalar(select(Staff).where(Staff.username.in_(["evil.admin", "far.guide"]))) is None
