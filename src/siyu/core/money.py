@@ -12,6 +12,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import NewType
 
 Fen = NewType("Fen", int)
+# Amounts must fit a signed 64-bit column with room to sum: about 10^15 yuan.
+MAX_FEN = 10**17
 
 
 def parse_yuan(text: str | int | Decimal) -> Fen:
@@ -24,6 +26,8 @@ def parse_yuan(text: str | int | Decimal) -> Fen:
     if not value.is_finite():
         raise ValueError(f"not an amount: {text!r}")
     fen = value * 100
+    if abs(fen) > MAX_FEN:
+        raise ValueError(f"amount out of range: {text!r}")
     if fen != fen.to_integral_value():
         raise ValueError(f"more than two decimals: {text!r}")
     return Fen(int(fen.to_integral_value(rounding=ROUND_HALF_UP)))
