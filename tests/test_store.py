@@ -78,7 +78,7 @@ def test_datetimes_come_back_aware_utc(db: Session) -> None:
 
 def test_naive_datetimes_are_refused(db: Session) -> None:
     agency = actions.create_agency(db, SYSTEM, AgencyIn(slug="naive", name="n"))
-    agency.created_at = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
+    agency.created_at = datetime(2026, 1, 1)
     with pytest.raises(Exception, match="naive"):
         db.flush()
     db.rollback()
@@ -88,11 +88,10 @@ def test_failed_action_leaves_nothing_and_runs_no_hook(db: Session, world: objec
     brand = queries.access_brand(db, SYSTEM, "a-coffee")
     ran: list[str] = []
     audit_before = len(db.scalars(select(AuditEntry)).all())
-    with pytest.raises(Conflict):
-        with atomic(db):
-            actions.create_unit(db, SYSTEM, brand, UnitIn(code="OK1", name="x", parent="A-HQ"))
-            on_commit(db, lambda: ran.append("hook"))
-            actions.create_unit(db, SYSTEM, brand, UnitIn(code="A-HQ", name="dup"))
+    with pytest.raises(Conflict), atomic(db):
+        actions.create_unit(db, SYSTEM, brand, UnitIn(code="OK1", name="x", parent="A-HQ"))
+        on_commit(db, lambda: ran.append("hook"))
+        actions.create_unit(db, SYSTEM, brand, UnitIn(code="A-HQ", name="dup"))
     assert ran == []
     assert queries.resolve_unit(db, brand, "OK1") is None
     assert len(db.scalars(select(AuditEntry)).all()) == audit_before

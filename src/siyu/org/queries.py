@@ -7,8 +7,9 @@ new endpoint cannot forget the tenant check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from siyu.core.audit import AuditEntry
@@ -218,3 +219,58 @@ def list_audit(
     if before:
         stmt = stmt.where(AuditEntry.id < before)
     return list(db.scalars(stmt.order_by(AuditEntry.id.desc()).limit(min(max(limit, 1), 500))))
+
+
+# ---------------------------------------------------------------- for other domains
+
+
+def subtree_unit_ids(brand_id: str, path_prefix: str) -> Select[Any]:
+    """A sub-select of the ids of units under ``path_prefix`` (for data-scope filters)."""
+    return select(OrgUnit.id).where(
+        OrgUnit.brand_id == brand_id, OrgUnit.path.startswith(path_prefix, autoescape=True)
+    )
+
+
+def staff_in_units(brand_id: str, unit_ids: Select[Any]) -> Select[Any]:
+    """A sub-select of staff ids whose membership in the brand sits in ``unit_ids``."""
+    return select(Membership.staff_id).where(
+        Membership.brand_id == brand_id, Membership.unit_id.in_(unit_ids)
+    )
+
+
+def staff_names(db: Session, ids: set[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = db.execute(select(Staff.id, Staff.name).where(Staff.id.in_(sorted(ids))))
+    return {sid: name for sid, name in rows}
+
+
+def staff_brief(db: Session, ids: set[str]) -> dict[str, tuple[str, str]]:
+    """staff id → (name, username)."""
+    if not ids:
+        return {}
+    rows = db.execute(select(Staff.id, Staff.name, Staff.username).where(Staff.id.in_(sorted(ids))))
+    return {sid: (name, username) for sid, name, username in rows}
+
+
+def staff_by_wecom(db: Session, brand: Brand, userids: set[str]) -> dict[str, str]:
+    """WeCom userid → staff id, for this brand's memberships."""
+    if not userids:
+        return {}
+    rows = db.execute(
+        select(Membership.wecom_userid, Membership.staff_id).where(
+            Membership.brand_id == brand.id, Membership.wecom_userid.in_(sorted(userids))
+        )
+    )
+    return {u: s for u, s in rows if u}
+
+
+def unit_ids_by_code(db: Session, brand: Brand, codes: set[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    rows = db.execute(
+        select(OrgUnit.code, OrgUnit.id).where(
+            OrgUnit.brand_id == brand.id, OrgUnit.code.in_(sorted(codes))
+        )
+    )
+    return {code: uid for code, uid in rows}

@@ -1,0 +1,1 @@
+"""Customers: profiles, identities, the OneID graph, consent and the PII vault."""

@@ -1,0 +1,702 @@
+"""OneID in the operational store: incremental resolution on every ingest, and recompute.
+
+:class:`Resolver` takes a batch of observations and keeps the store equal to what the rule
+in :mod:`siyu.customers.oneid_core` gives for all observations seen so far:
+
+- *Fast path* (nearly every observation): the identities are new or belong to customers
+  whose components hold no blocked or forced observation, and joining them breaks no unique
+  type. Then the rule is plain union: customers merge, the oldest id survives.
+- *Slow path*: anything else. The whole component (closed over every observation touching
+  it) is recomputed with :func:`oneid_core.resolve` and written back.
+
+Work is batched: identities and observations of the batch are fetched with a few ``IN``
+queries, new rows are inserted with executemany, and merges are single ``UPDATE``s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from siyu.core.clock import as_utc
+from siyu.core.errors import FieldError, Invalid, SiyuError
+from siyu.core.ids import new_id
+from siyu.core.tenancy import Actor
+from siyu.customers import vault
+from siyu.customers.identifiers import TypeConfig
+from siyu.customers.models import (
+    Customer,
+    Identity,
+    Observation,
+    ObservationMember,
+    OneIdLog,
+    Review,
+)
+from siyu.customers.oneid_core import Obs, resolve
+from siyu.customers.schemas import ObservationIn, ObserveResult
+
+CHUNK = 500
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class Ident:
+    """Cached view of an identity row (existing or about to be inserted)."""
+
+    id: str
+    id_type: str
+    value_hash: str
+    customer_id: str | None
+    weak: bool
+
+
+@dataclass
+class Parsed:
+    """An observation with its identifiers normalised and hashed."""
+
+    item: ObservationIn
+    observed_at: datetime
+    keys: list[tuple[str, str, str]]  # (type, normalised value, hash), strongest first
+    weak_keys: list[tuple[str, str, str]]
+    set_hash: str
+
+
+def set_hash(keys: Iterable[tuple[str, str]]) -> str:
+    text = "|".join(sorted(f"{t}:{h}" for t, h in keys))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def parse_observations(
+    brand_id: str, cfg: TypeConfig, items: list[ObservationIn]
+) -> tuple[list[Parsed], list[FieldError]]:
+    """Normalise and hash every identifier; report malformed ones by item index."""
+    k = vault.keys()
+    parsed: list[Parsed] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        strong: dict[tuple[str, str], tuple[str, str, str]] = {}
+        weak: dict[tuple[str, str], tuple[str, str, str]] = {}
+        bad = False
+        for pos, ident in enumerate(item.identifiers):
+            spec = cfg.get(ident.type)
+            if spec is None:
+                errors.append(
+                    FieldError(
+                        code="customers.unknown_identifier_type",
+                        field=f"identifiers.{pos}.type",
+                        row=index,
+                        reason=f"unknown identifier type {ident.type!r}",
+                    )
+                )
+                bad = True
+                continue
+            try:
+                norm = vault.normalise(ident.type, ident.value)
+            except SiyuError as exc:
+                errors.append(
+                    FieldError(
+                        code=exc.code,
+                        field=f"identifiers.{pos}.value",
+                        row=index,
+                        reason=exc.message("en"),
+                    )
+                )
+                bad = True
+                continue
+            h = vault.match_hash(brand_id, ident.type, norm, k)
+            (strong if spec.strong else weak)[(ident.type, h)] = (ident.type, norm, h)
+        if bad:
+            continue
+        ordered = sorted(strong.values(), key=lambda x: (cfg.priority(x[0]), x[2]))
+        parsed.append(
+            Parsed(
+                item=item,
+                observed_at=as_utc(item.observed_at),
+                keys=ordered,
+                weak_keys=sorted(weak.values()),
+                set_hash=set_hash([(t, h) for t, _, h in ordered + list(weak.values())]),
+            )
+        )
+    return parsed, errors
+
+
+@dataclass
+class Resolver:
+    db: Session
+    brand_id: str
+    actor: Actor
+    cfg: TypeConfig
+    idents: dict[tuple[str, str], Ident] = field(default_factory=dict)
+    # customer id -> unique type -> identity ids; and the conflicted flag
+    unique_of: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    conflicted: dict[str, bool] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)
+    new_customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_idents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_obs: list[dict[str, Any]] = field(default_factory=list)
+    new_members: list[dict[str, Any]] = field(default_factory=list)
+    merges: list[tuple[str, str, str]] = field(default_factory=list)  # (old, target, obs)
+    seen_obs: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+    obs_touch: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+    cust_touch: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ cache loading
+
+    def prefetch(self, parsed: list[Parsed]) -> None:
+        hashes = sorted({h for p in parsed for _, _, h in p.keys + p.weak_keys})
+        for part in chunks(hashes):
+            rows = self.db.execute(
+                select(
+                    Identity.id,
+                    Identity.id_type,
+                    Identity.value_hash,
+                    Identity.customer_id,
+                    Identity.weak,
+                ).where(Identity.brand_id == self.brand_id, Identity.value_hash.in_(part))
+            )
+            for r in rows:
+                self.idents[(r.id_type, r.value_hash)] = Ident(*r)
+        sets = sorted({p.set_hash for p in parsed})
+        for part in chunks(sets):
+            for oid, sh, status, at in self.db.execute(
+                select(
+                    Observation.id,
+                    Observation.set_hash,
+                    Observation.status,
+                    Observation.observed_at,
+                ).where(Observation.brand_id == self.brand_id, Observation.set_hash.in_(part))
+            ):
+                self.seen_obs[sh] = (oid, status, at)
+        self.load_customers({i.customer_id for i in self.idents.values() if i.customer_id})
+
+    def load_customers(self, ids: set[str]) -> None:
+        todo = sorted(c for c in ids if c not in self.conflicted)
+        unique = sorted(self.cfg.unique)
+        for part in chunks(todo):
+            for cid, flag in self.db.execute(
+                select(Customer.id, Customer.conflicted).where(Customer.id.in_(part))
+            ):
+                self.conflicted[cid] = flag
+                self.unique_of.setdefault(cid, {})
+            for iid, itype, owner in self.db.execute(
+                select(Identity.id, Identity.id_type, Identity.customer_id).where(
+                    Identity.brand_id == self.brand_id,
+                    Identity.customer_id.in_(part),
+                    Identity.id_type.in_(unique),
+                )
+            ):
+                if owner is not None:
+                    self.unique_of.setdefault(owner, {}).setdefault(itype, set()).add(iid)
+
+    def customer_of(self, ident: Ident) -> str | None:
+        cid = ident.customer_id
+        if cid is None:
+            return None
+        while cid in self.redirect:
+            cid = self.redirect[cid]
+        return cid
+
+    # ------------------------------------------------------------------ the batch
+
+    def observe(self, parsed: list[Parsed]) -> list[ObserveResult]:
+        self.prefetch(parsed)
+        results = [self.observe_one(p) for p in parsed]
+        self.flush()
+        return results
+
+    def ident_for(self, p: Parsed, t: str, norm: str, h: str, weak: bool) -> Ident:
+        ident = self.idents.get((t, h))
+        if ident is None:
+            ident = Ident(new_id(), t, h, None, weak)
+            self.idents[(t, h)] = ident
+            pii = t in vault.PII_TYPES
+            self.new_idents[ident.id] = {
+                "id": ident.id,
+                "brand_id": self.brand_id,
+                "customer_id": None,
+                "id_type": t,
+                "value_hash": h,
+                "value": None if pii else norm,
+                "value_enc": vault.encrypt(norm) if pii else None,
+                "masked": vault.mask(t, norm),
+                "weak": weak,
+                "source": p.item.source,
+                "first_seen_at": p.observed_at,
+                "last_seen_at": p.observed_at,
+            }
+        return ident
+
+    def observe_one(self, p: Parsed) -> ObserveResult:
+        strong = [self.ident_for(p, t, n, h, False) for t, n, h in p.keys]
+        weak = [self.ident_for(p, t, n, h, True) for t, n, h in p.weak_keys]
+        primary = strong[0] if strong else weak[0]
+        key = f"{primary.id_type}:{primary.value_hash}"
+        seen = self.seen_obs.get(p.set_hash)
+        if seen is not None:
+            oid, status, at = seen
+            first, last, n = self.obs_touch.get(oid, (at, at, 0))
+            self.obs_touch[oid] = (min(first, p.observed_at), max(last, p.observed_at), n + 1)
+            cid = self.customer_of(primary) if strong else None
+            if p.observed_at < at and cid and self.conflicted.get(cid):
+                # Earlier evidence can change the canonical order inside a conflict.
+                self.seen_obs[p.set_hash] = (oid, status, p.observed_at)
+                self.recompute({i.id for i in strong})
+                cid = self.customer_of(primary)
+            self.touch(cid, p.observed_at)
+            return ObserveResult(
+                customer_id=cid, identity_key=key, status="weak_only" if not strong else "linked"
+            )
+        oid = new_id()
+        self.new_obs.append(
+            {
+                "id": oid,
+                "brand_id": self.brand_id,
+                "set_hash": p.set_hash,
+                "source": p.item.source,
+                "ref": p.item.ref,
+                "observed_at": p.observed_at,
+                "last_seen_at": p.observed_at,
+                "seen_count": 1,
+                "status": "applied" if strong else "weak_only",
+                "manual": False,
+                "note": None,
+                "profile": None,
+            }
+        )
+        self.seen_obs[p.set_hash] = (oid, "applied", p.observed_at)
+        self.new_members.extend(
+            {"observation_id": oid, "identity_id": i.id, "weak": i.weak} for i in strong + weak
+        )
+        if not strong:
+            return ObserveResult(customer_id=None, identity_key=key, status="weak_only")
+        involved = {c for c in (self.customer_of(i) for i in strong) if c is not None}
+        self.load_customers(involved)
+        if any(self.conflicted.get(c) for c in involved) or self.clashes(involved, strong):
+            self.recompute({i.id for i in strong})
+            cid = self.customer_of(primary)
+            self.touch(cid, p.observed_at)
+            if cid and self.conflicted.get(cid):
+                return ObserveResult(customer_id=cid, identity_key=key, status="conflict")
+            return ObserveResult(customer_id=cid, identity_key=key, status="linked")
+        created = not involved
+        target = min(involved) if involved else self.create_customer(p)
+        for other in sorted(involved - {target}):
+            self.merge(other, target, oid)
+        for ident in strong:
+            if ident.customer_id is None:
+                ident.customer_id = target
+                self.set_new_ident_customer(ident.id, target)
+                if ident.id_type in self.cfg.unique:
+                    self.unique_of[target].setdefault(ident.id_type, set()).add(ident.id)
+        self.touch(target, p.observed_at)
+        return ObserveResult(
+            customer_id=target, identity_key=key, status="created" if created else "linked"
+        )
+
+    def clashes(self, involved: set[str], strong: list[Ident]) -> bool:
+        seen: dict[str, set[str]] = {}
+        for cid in involved:
+            for t, ids in self.unique_of.get(cid, {}).items():
+                seen.setdefault(t, set()).update(ids)
+        for ident in strong:
+            if ident.id_type in self.cfg.unique:
+                seen.setdefault(ident.id_type, set()).add(ident.id)
+        return any(len(v) > 1 for v in seen.values())
+
+    def create_customer(self, p: Parsed) -> str:
+        cid = new_id()
+        self.new_customers[cid] = {
+            "id": cid,
+            "brand_id": self.brand_id,
+            "status": "active",
+            "merged_into": None,
+            "conflicted": False,
+            "attributes": {},
+            "first_seen_at": p.observed_at,
+            "last_seen_at": p.observed_at,
+        }
+        self.conflicted[cid] = False
+        self.unique_of[cid] = {}
+        return cid
+
+    def merge(self, old: str, target: str, obs_id: str) -> None:
+        self.redirect[old] = target
+        for t, ids in self.unique_of.pop(old, {}).items():
+            self.unique_of[target].setdefault(t, set()).update(ids)
+        self.merges.append((old, target, obs_id))
+
+    def set_new_ident_customer(self, ident_id: str, cid: str) -> None:
+        # New identities are still in ``new_idents``; existing strong ones always had one.
+        row = self.new_idents.get(ident_id)
+        if row is not None:
+            row["customer_id"] = cid
+
+    def touch(self, cid: str | None, at: datetime) -> None:
+        if cid is None:
+            return
+        first, last = self.cust_touch.get(cid, (at, at))
+        self.cust_touch[cid] = (min(first, at), max(last, at))
+
+    # ------------------------------------------------------------------ writing
+
+    def flush(self) -> None:
+        db = self.db
+        if self.new_customers:
+            db.execute(insert(Customer), list(self.new_customers.values()))
+        if self.new_idents:
+            db.execute(insert(Identity), list(self.new_idents.values()))
+        if self.new_obs:
+            db.execute(insert(Observation), self.new_obs)
+        if self.new_members:
+            db.execute(insert(ObservationMember), self.new_members)
+        for old, target, obs_id in self.merges:
+            db.execute(
+                update(Identity)
+                .where(Identity.brand_id == self.brand_id, Identity.customer_id == old)
+                .values(customer_id=target)
+            )
+            db.execute(
+                update(Customer)
+                .where(Customer.id == old)
+                .values(status="merged", merged_into=target)
+            )
+            db.add(
+                OneIdLog(
+                    brand_id=self.brand_id,
+                    kind="merge",
+                    customer_ids=[old, target],
+                    result_ids=[target],
+                    observation_ids=[obs_id],
+                    actor_label=self.actor.label,
+                )
+            )
+        if self.obs_touch:
+            for oid, (first, last, n) in self.obs_touch.items():
+                db.execute(
+                    update(Observation)
+                    .where(Observation.id == oid)
+                    .values(
+                        observed_at=case(
+                            (Observation.observed_at > first, first),
+                            else_=Observation.observed_at,
+                        ),
+                        last_seen_at=case(
+                            (Observation.last_seen_at < last, last),
+                            else_=Observation.last_seen_at,
+                        ),
+                        seen_count=Observation.seen_count + n,
+                    )
+                )
+        if self.cust_touch:
+            existing = [c for c in self.cust_touch if c not in self.new_customers]
+            for cid in existing:
+                first, last = self.cust_touch[cid]
+                seen = func.coalesce(Customer.last_seen_at, last)
+                db.execute(
+                    update(Customer)
+                    .where(Customer.id == cid)
+                    .values(
+                        last_seen_at=case((seen < last, last), else_=seen),
+                        first_seen_at=func.coalesce(Customer.first_seen_at, first),
+                    )
+                )
+            for cid, (first, last) in self.cust_touch.items():
+                row = self.new_customers.get(cid)
+                if row is not None:
+                    row["first_seen_at"], row["last_seen_at"] = first, last
+        db.flush()
+        self.new_customers.clear()
+        self.new_idents.clear()
+        self.new_obs.clear()
+        self.new_members.clear()
+        self.merges.clear()
+        self.obs_touch.clear()
+        self.cust_touch.clear()
+
+    # ------------------------------------------------------------------ slow path
+
+    def recompute(self, seeds: set[str]) -> None:
+        """Flush, then recompute the whole component around ``seeds`` and refresh caches."""
+        self.flush()
+        changed = recompute_component(self.db, self.brand_id, self.cfg, seeds, self.actor)
+        # Refresh the cache for every identity the recompute touched.
+        by_id = {i.id: i for i in self.idents.values()}
+        for ident_id, cid in changed.identity_customer.items():
+            if ident_id in by_id:
+                by_id[ident_id].customer_id = cid
+        for cid in changed.customers:
+            self.conflicted.pop(cid, None)
+            self.unique_of.pop(cid, None)
+            self.redirect.pop(cid, None)
+        self.load_customers(changed.customers)
+
+
+@dataclass
+class Recomputed:
+    identity_customer: dict[str, str]
+    customers: set[str]
+
+
+def _closure(db: Session, brand_id: str, seeds: set[str]) -> tuple[set[str], set[str]]:
+    """All identities and observations of the graph component(s) containing ``seeds``."""
+    idents = set(seeds)
+    obs: set[str] = set()
+    frontier = set(seeds)
+    while frontier:
+        customers = {
+            c
+            for part in chunks(sorted(frontier))
+            for (c,) in db.execute(
+                select(Identity.customer_id).where(
+                    Identity.id.in_(part), Identity.customer_id.is_not(None)
+                )
+            )
+        }
+        more = {
+            i
+            for part in chunks(sorted(customers))
+            for (i,) in db.execute(
+                select(Identity.id).where(
+                    Identity.brand_id == brand_id, Identity.customer_id.in_(part)
+                )
+            )
+        }
+        new_obs = {
+            o
+            for part in chunks(sorted(frontier | more))
+            for (o,) in db.execute(
+                select(ObservationMember.observation_id).where(
+                    ObservationMember.identity_id.in_(part), ObservationMember.weak.is_(False)
+                )
+            )
+        } - obs
+        obs |= new_obs
+        members = {
+            i
+            for part in chunks(sorted(new_obs))
+            for (i,) in db.execute(
+                select(ObservationMember.identity_id).where(
+                    ObservationMember.observation_id.in_(part),
+                    ObservationMember.weak.is_(False),
+                )
+            )
+        }
+        frontier = (more | members) - idents
+        idents |= more | members
+    return idents, obs
+
+
+def load_obs(db: Session, obs_ids: set[str]) -> list[Obs]:
+    members: dict[str, list[str]] = {}
+    for part in chunks(sorted(obs_ids)):
+        for oid, iid in db.execute(
+            select(ObservationMember.observation_id, ObservationMember.identity_id).where(
+                ObservationMember.observation_id.in_(part), ObservationMember.weak.is_(False)
+            )
+        ):
+            members.setdefault(oid, []).append(iid)
+    out = []
+    for part in chunks(sorted(obs_ids)):
+        for row in db.execute(
+            select(
+                Observation.id, Observation.observed_at, Observation.set_hash, Observation.status
+            ).where(Observation.id.in_(part))
+        ):
+            out.append(
+                Obs(
+                    row.id,
+                    row.observed_at,
+                    row.set_hash,
+                    tuple(sorted(members.get(row.id, []))),
+                    row.status,
+                )
+            )
+    return out
+
+
+def recompute_component(
+    db: Session, brand_id: str, cfg: TypeConfig, seeds: set[str], actor: Actor
+) -> Recomputed:
+    idents, obs_ids = _closure(db, brand_id, seeds)
+    observations = load_obs(db, obs_ids)
+    types = {
+        i: t
+        for part in chunks(sorted(idents))
+        for i, t in db.execute(select(Identity.id, Identity.id_type).where(Identity.id.in_(part)))
+    }
+    unique_type_of = {i: (t if t in cfg.unique else None) for i, t in types.items()}
+    outcome = resolve(observations, idents, unique_type_of)
+    return write_outcome(db, brand_id, observations, outcome.groups, outcome.blocked, actor)
+
+
+def write_outcome(
+    db: Session,
+    brand_id: str,
+    observations: list[Obs],
+    groups: list[set[str]],
+    blocked: set[str],
+    actor: Actor,
+) -> Recomputed:
+    """Write a component's resolution: customer ids, statuses, reviews, flags, the log."""
+    current: dict[str, str | None] = {}
+    for part in chunks(sorted({i for g in groups for i in g})):
+        for iid, cid in db.execute(
+            select(Identity.id, Identity.customer_id).where(Identity.id.in_(part))
+        ):
+            current[iid] = cid
+    old_customers = {c for c in current.values() if c}
+    # Each group keeps the existing customer holding most of its identities (ties: oldest);
+    # a customer id goes to one group only.
+    taken: set[str] = set()
+    assignment: list[tuple[set[str], str]] = []
+    for group in sorted(groups, key=lambda g: (-len(g), min(g))):
+        votes: dict[str, int] = {}
+        for ident in group:
+            cid = current.get(ident)
+            if cid and cid not in taken:
+                votes[cid] = votes.get(cid, 0) + 1
+        if votes:
+            cid = min(votes, key=lambda c: (-votes[c], c))
+            taken.add(cid)
+        else:
+            cid = new_id()
+            db.add(
+                Customer(
+                    id=cid, brand_id=brand_id, status="active", conflicted=False, attributes={}
+                )
+            )
+            db.flush()
+        assignment.append((group, cid))
+    member_of: dict[str, set[str]] = {}
+    for o in observations:
+        for m in o.members:
+            member_of.setdefault(m, set()).add(o.id)
+    special = {o.id for o in observations if o.status == "forced"} | blocked
+    identity_customer: dict[str, str] = {}
+    log_rows: list[OneIdLog] = []
+    for group, cid in assignment:
+        moved = sorted(i for i in group if current.get(i) != cid)
+        for part in chunks(moved):
+            db.execute(update(Identity).where(Identity.id.in_(part)).values(customer_id=cid))
+        for i in group:
+            identity_customer[i] = cid
+        flag = any(member_of.get(i, set()) & special for i in group)
+        db.execute(
+            update(Customer)
+            .where(Customer.id == cid)
+            .values(conflicted=flag, status="active", merged_into=None)
+        )
+        sources = sorted({c for i in group if (c := current.get(i)) and c != cid})
+        if sources:
+            evidence = sorted({o for i in group for o in member_of.get(i, set())})
+            log_rows.append(
+                OneIdLog(
+                    brand_id=brand_id,
+                    kind="merge",
+                    customer_ids=[*sources, cid],
+                    result_ids=[cid],
+                    observation_ids=evidence[:200],
+                    actor_label=actor.label,
+                )
+            )
+    result_of: dict[str, set[str]] = {}
+    for old in old_customers:
+        result_of[old] = {identity_customer[i] for i, c in current.items() if c == old}
+    for old, results in result_of.items():
+        if len(results) > 1:
+            log_rows.append(
+                OneIdLog(
+                    brand_id=brand_id,
+                    kind="split",
+                    customer_ids=[old],
+                    result_ids=sorted(results),
+                    observation_ids=sorted(blocked),
+                    actor_label=actor.label,
+                )
+            )
+        if old not in taken:
+            # Lost all its identities: it survives only as a pointer to where most went.
+            target = max(
+                sorted(results),
+                key=lambda r: sum(
+                    1 for i, c in current.items() if c == old and identity_customer[i] == r
+                ),
+            )
+            db.execute(
+                update(Customer)
+                .where(Customer.id == old)
+                .values(status="merged", merged_into=target, conflicted=False)
+            )
+    db.add_all(log_rows)
+    _update_statuses(db, brand_id, observations, blocked, identity_customer)
+    return Recomputed(
+        identity_customer=identity_customer,
+        customers=old_customers | {cid for _, cid in assignment},
+    )
+
+
+def _update_statuses(
+    db: Session,
+    brand_id: str,
+    observations: list[Obs],
+    blocked: set[str],
+    identity_customer: dict[str, str],
+) -> None:
+    auto = [o for o in observations if o.status in ("applied", "blocked")]
+    now_blocked = [o.id for o in auto if o.id in blocked and o.status != "blocked"]
+    now_applied = [o.id for o in auto if o.id not in blocked and o.status != "applied"]
+    for part in chunks(now_blocked):
+        db.execute(update(Observation).where(Observation.id.in_(part)).values(status="blocked"))
+    for part in chunks(now_applied):
+        db.execute(update(Observation).where(Observation.id.in_(part)).values(status="applied"))
+        db.execute(
+            update(Review)
+            .where(Review.observation_id.in_(part), Review.status == "open")
+            .values(status="resolved", note="resolved by later evidence")
+        )
+    open_reviews = {
+        r
+        for part in chunks(sorted(blocked))
+        for (r,) in db.execute(
+            select(Review.observation_id).where(
+                Review.observation_id.in_(part), Review.status == "open"
+            )
+        )
+    }
+    by_id = {o.id: o for o in observations}
+    types = {}
+    for part in chunks(sorted({m for b in blocked for m in by_id[b].members})):
+        for iid, t in db.execute(
+            select(Identity.id, Identity.id_type).where(Identity.id.in_(part))
+        ):
+            types[iid] = t
+    for oid in sorted(blocked - open_reviews):
+        obs = by_id[oid]
+        customers = sorted({identity_customer[m] for m in obs.members if m in identity_customer})
+        id_types = sorted({types[m] for m in obs.members if m in types})
+        db.add(
+            Review(
+                brand_id=brand_id,
+                observation_id=oid,
+                kind="unique_conflict",
+                id_types=id_types,
+                customer_ids=customers,
+                status="open",
+            )
+        )
+    db.flush()
+
+
+def raise_for(errors: list[FieldError]) -> None:
+    if errors:
+        raise Invalid("customers.bad_identifiers", errors=errors)

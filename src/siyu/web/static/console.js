@@ -1,0 +1,69 @@
+/* Siyu console behaviour: charts, auto-submitting selects, copy buttons.
+   No inline scripts (the CSP forbids them); runs on first load and after every htmx swap. */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  var echartsWaiters = null;
+
+  function withECharts(done) {
+    if (window.echarts) { done(window.echarts); return; }
+    if (echartsWaiters) { echartsWaiters.push(done); return; }
+    echartsWaiters = [done];
+    var script = document.createElement("script");
+    script.src = "/static/vendor/echarts.min.js";
+    script.onload = function () {
+      var waiting = echartsWaiters; echartsWaiters = null;
+      waiting.forEach(function (fn) { fn(window.echarts); });
+    };
+    document.head.appendChild(script);
+  }
+
+  function initCharts(root) {
+    var nodes = root.querySelectorAll ? root.querySelectorAll("[data-chart]") : [];
+    if (!nodes.length) return;
+    withECharts(function (echarts) {
+      nodes.forEach(function (el) {
+        if (el.dataset.chartReady) return;
+        el.dataset.chartReady = "1";
+        var chart = echarts.init(el, null, { renderer: "svg" });
+        chart.setOption(JSON.parse(el.dataset.chart));
+      });
+    });
+  }
+
+  function initAutosubmit(root) {
+    var nodes = root.querySelectorAll ? root.querySelectorAll("select[data-autosubmit]") : [];
+    nodes.forEach(function (select) {
+      if (select.dataset.autosubmitReady) return;
+      select.dataset.autosubmitReady = "1";
+      select.addEventListener("change", function () { select.form.requestSubmit(); });
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.dataset.copy);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = button.dataset.copied || "✓";
+    });
+  });
+
+  window.addEventListener("resize", function () {
+    if (!window.echarts) return;
+    document.querySelectorAll("[data-chart]").forEach(function (el) {
+      var chart = window.echarts.getInstanceByDom(el);
+      if (chart) chart.resize();
+    });
+  });
+
+  function init(root) { initCharts(root); initAutosubmit(root); }
+
+  if (window.htmx) {
+    window.htmx.onLoad(init);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () { init(document); });
+  }
+})();
