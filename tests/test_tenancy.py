@@ -39,6 +39,15 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/brands/{brand}/api-keys"): {"json": {"name": "k", "scopes": ["org.read"]}},
     ("POST", "/api/v1/brands/{brand}/api-keys/{key}:revoke"): {},
+    ("POST", "/api/v1/brands/{brand}/customers/{customer}:reveal"): {"json": {"field": "phone"}},
+    ("POST", "/api/v1/brands/{brand}/customers:merge"): {
+        "json": {"customer_ids": ["{customer}", "{customer2}"]}
+    },
+    ("POST", "/api/v1/brands/{brand}/customers/{customer}:split"): {
+        "json": {"identity_ids": ["{identity}"]}
+    },
+    ("POST", "/api/v1/brands/{brand}/oneid/reviews/{review}:decide"): {"json": {"approve": True}},
+    ("POST", "/api/v1/brands/{brand}/oneid:run"): {},
 }
 
 
@@ -56,20 +65,81 @@ def fill(path: str, brand: str, ids: dict[str, str]) -> str:
 
 
 def other_tenant_ids(db: Session) -> dict[str, str]:
+    """Real ids of brand b-shop's resources, so only tenancy can make a request fail."""
+    from siyu.customers import actions as customer_actions
+    from siyu.customers.models import Identity, Review
+    from siyu.customers.schemas import ObservationIn
+
     b = queries.access_brand(db, SYSTEM, "b-shop")
     unit = queries.resolve_unit(db, b, "B-S01")
     staff = db.scalar(select(Staff).where(Staff.username == "b.guide"))
     api_key(db, "b-shop", "org.read")
     key = db.scalar(select(ApiKey).where(ApiKey.brand_id == b.id))
-    assert unit and staff and key
-    return {"unit": unit.id, "staff": staff.id, "key": key.id}
+    at, later = "2026-05-01T10:00:00+08:00", "2026-05-01T11:00:00+08:00"
+    found = customer_actions.observe_batch(
+        db,
+        SYSTEM,
+        b,
+        [
+            ObservationIn.model_validate(
+                {
+                    "source": "crm",
+                    "observed_at": at,
+                    "identifiers": [
+                        {"type": "phone", "value": "13900000001"},
+                        {"type": "member_no", "value": "B1"},
+                        {"type": "unionid", "value": "b-u1"},
+                    ],
+                }
+            ),
+            ObservationIn.model_validate(
+                {
+                    "source": "crm",
+                    "observed_at": later,
+                    "identifiers": [
+                        {"type": "phone", "value": "13900000001"},
+                        {"type": "member_no", "value": "B2"},
+                    ],
+                }
+            ),
+        ],
+    )
+    customer, customer2 = found[0].customer_id, found[1].customer_id
+    identity = db.scalar(
+        select(Identity.id).where(Identity.customer_id == customer, Identity.id_type == "unionid")
+    )
+    review = db.scalar(select(Review.id).where(Review.brand_id == b.id))
+    assert unit and staff and key and customer and customer2 and identity and review
+    return {
+        "unit": unit.id,
+        "staff": staff.id,
+        "key": key.id,
+        "customer": customer,
+        "customer2": customer2,
+        "identity": identity,
+        "review": review,
+    }
 
 
-def request(client: Any, method: str, path: str, route: str, headers: dict[str, str]) -> Any:
+def request(
+    client: Any, method: str, path: str, route: str, headers: dict[str, str], ids: dict[str, str]
+) -> Any:
     if method != "GET":
         assert (method, route) in SAMPLE_BODIES, f"add a sample body for {method} {route}"
     kwargs = SAMPLE_BODIES.get((method, route), {})
+    if "json" in kwargs:
+        kwargs = {**kwargs, "json": _fill_body(kwargs["json"], ids)}
     return client.request(method, path, headers=headers, **kwargs)
+
+
+def _fill_body(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ids.get(value[1:-1], value)
+    if isinstance(value, list):
+        return [_fill_body(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_body(v, ids) for k, v in value.items()}
+    return value
 
 
 def test_every_brand_route_hides_another_tenant_from_an_api_key(
@@ -83,18 +153,24 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
     for method, route in routes:
         # when it asks for brand b-shop's resources, by b-shop's path
         r = request(
-            client, method, fill(route, "b-shop", ids), route, {"Authorization": f"Bearer {key}"}
+            client,
+            method,
+            fill(route, "b-shop", ids),
+            route,
+            {"Authorization": f"Bearer {key}"},
+            ids,
         )
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key)\}", route):
+        if re.search(r"\{(unit|staff|key|customer|review)\}", route):
             r = request(
                 client,
                 method,
                 fill(route, "a-coffee", ids),
                 route,
                 {"Authorization": f"Bearer {key}"},
+                ids,
             )
             assert r.status_code in (403, 404), (method, route, r.status_code, r.text)
 
@@ -105,7 +181,7 @@ def test_every_brand_route_hides_another_tenant_from_a_signed_in_admin(
     ids = other_tenant_ids(db)
     headers = login(client, "a.admin")
     for method, route in brand_routes(app):
-        r = request(client, method, fill(route, "b-shop", ids), route, headers)
+        r = request(client, method, fill(route, "b-shop", ids), route, headers, ids)
         assert r.status_code == 404, (method, route, r.status_code, r.text)
     # and nothing was written to b-shop by any of those attempts
     b = queries.access_brand(db, SYSTEM, "b-shop")
@@ -119,7 +195,7 @@ def test_guide_is_refused_writes(app: Any, client: Any, db: Session, world: Any)
     for method, route in brand_routes(app):
         if method == "GET":
             continue
-        r = request(client, method, fill(route, "a-coffee", ids), route, headers)
+        r = request(client, method, fill(route, "a-coffee", ids), route, headers, ids)
         assert r.status_code in (403, 404), (method, route, r.status_code, r.text)
 
 

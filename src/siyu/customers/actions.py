@@ -197,11 +197,11 @@ def merge_customers(
     db: Session, actor: Actor, brand: Brand, customer_ids: list[str], note: str | None = None
 ) -> Customer:
     """Merge customers by hand: a forced observation joining one identity of each."""
-    authorize(actor, "customers.write", org_queries.brand_ref(brand))
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
     if len(set(customer_ids)) < 2:
         raise Invalid("customers.merge_needs_two")
     with atomic(db):
-        customers = [access_customer(db, actor, brand, c, "customers.write") for c in customer_ids]
+        customers = [access_customer(db, actor, brand, c, "customers.merge") for c in customer_ids]
         anchors = []
         for customer in customers:
             anchor = db.scalar(
@@ -242,9 +242,9 @@ def split_customer(
     Every observation that linked the two sides is rejected (kept as evidence), and the
     component is recomputed: events follow their identities, consents stay with theirs.
     """
-    authorize(actor, "customers.write", org_queries.brand_ref(brand))
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
     with atomic(db):
-        customer = access_customer(db, actor, brand, customer_id, "customers.write")
+        customer = access_customer(db, actor, brand, customer_id, "customers.merge")
         mine = set(
             db.scalars(
                 select(Identity.id).where(
@@ -302,7 +302,7 @@ def decide_review(
     note: str | None = None,
 ) -> Review:
     """Approve (merge despite the conflict) or reject (keep apart for good) a queued merge."""
-    authorize(actor, "customers.write", org_queries.brand_ref(brand))
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
     with atomic(db):
         review = db.scalar(
             select(Review).where(Review.id == review_id, Review.brand_id == brand.id)
@@ -378,7 +378,7 @@ def reveal(db: Session, actor: Actor, brand: Brand, customer_id: str, field: str
 
 def run_full(db: Session, actor: Actor, brand: Brand) -> dict[str, int]:
     """Recompute every component of the brand from its observations (the full run)."""
-    authorize(actor, "customers.write", org_queries.brand_ref(brand))
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
     from siyu.customers.oneid_full import full_resolution
 
     with atomic(db):

@@ -212,7 +212,17 @@ class Resolver:
         self.prefetch(parsed)
         results = [self.observe_one(p) for p in parsed]
         self.flush()
-        return results
+        # A later item may have recomputed a component an earlier item resolved into: report
+        # where each observation's strongest identity ended up after the whole batch.
+        final = []
+        for p, result in zip(parsed, results, strict=True):
+            if p.keys:
+                t, _, h = p.keys[0]
+                cid = self.customer_of(self.idents[(t, h)])
+                if cid != result.customer_id:
+                    result = result.model_copy(update={"customer_id": cid})
+            final.append(result)
+        return final
 
     def ident_for(self, p: Parsed, t: str, norm: str, h: str, weak: bool) -> Ident:
         ident = self.idents.get((t, h))

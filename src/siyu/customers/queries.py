@@ -223,7 +223,7 @@ def oneid_history(db: Session, customer: Customer) -> list[OneIdLog]:
 
 
 def reviews(db: Session, actor: Actor, brand: Brand, status: str = "open") -> list[Review]:
-    authorize(actor, "customers.write", org_queries.brand_ref(brand))
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
     return list(
         db.scalars(
             select(Review)

@@ -29,6 +29,7 @@ PERMISSIONS = (
     "customers.read",
     "customers.write",
     "customers.reveal",
+    "customers.merge",
     "events.write",
 )
 
