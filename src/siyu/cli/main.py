@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import org
+from siyu.cli import bench, org
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -36,6 +36,7 @@ app.add_typer(org.app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
+app.add_typer(bench.app, name="bench")
 
 
 @app.command("version")

@@ -21,6 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Keys read once per process and path (they never change while running).
+_KEYS: dict[tuple[str, str, str], bytes] = {}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIYU_", extra="ignore")
@@ -62,7 +65,12 @@ class Settings(BaseSettings):
         return path
 
     def _key(self, name: str) -> bytes:
-        path = self.ensure_data_dir() / name
+        cache_key = (os.getcwd(), str(self.data_dir), name)
+        cached = _KEYS.get(cache_key)
+        if cached is not None:
+            return cached
+        path = self.resolved_data_dir / name
+        self.ensure_data_dir()
         if not path.exists():
             # O_EXCL so two processes starting at once cannot both write a different key.
             try:
@@ -72,7 +80,8 @@ class Settings(BaseSettings):
             else:
                 with os.fdopen(fd, "w") as fh:
                     fh.write(secrets.token_hex(32))
-        return bytes.fromhex(path.read_text().strip())
+        key = _KEYS[cache_key] = bytes.fromhex(path.read_text().strip())
+        return key
 
     @property
     def secret_key(self) -> bytes:

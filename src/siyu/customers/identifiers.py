@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,17 +47,18 @@ DEFAULTS: dict[str, IdType] = {
 @dataclass(frozen=True)
 class TypeConfig:
     types: dict[str, IdType]
+    unique: frozenset[str] = field(init=False)
+    weak: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the resolver asks for these for every identifier it sees.
+        object.__setattr__(self, "unique", frozenset(n for n, t in self.types.items() if t.unique))
+        object.__setattr__(
+            self, "weak", frozenset(n for n, t in self.types.items() if not t.strong)
+        )
 
     def get(self, name: str) -> IdType | None:
         return self.types.get(name)
-
-    @property
-    def unique(self) -> frozenset[str]:
-        return frozenset(n for n, t in self.types.items() if t.unique)
-
-    @property
-    def weak(self) -> frozenset[str]:
-        return frozenset(n for n, t in self.types.items() if not t.strong)
 
     def priority(self, name: str) -> int:
         t = self.types.get(name)

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from siyu.core.clock import as_utc
+from siyu.core.clock import as_utc, utcnow
+from siyu.core.db import bulk_insert, table_of
 from siyu.core.errors import FieldError, Invalid, SiyuError
 from siyu.core.ids import new_id
 from siyu.core.tenancy import Actor
@@ -149,6 +151,7 @@ class Resolver:
     seen_obs: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
     obs_touch: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
     cust_touch: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    keys: vault.Keys = field(default_factory=vault.keys)
 
     # ------------------------------------------------------------------ cache loading
 
@@ -237,7 +240,7 @@ class Resolver:
                 "id_type": t,
                 "value_hash": h,
                 "value": None if pii else norm,
-                "value_enc": vault.encrypt(norm) if pii else None,
+                "value_enc": vault.encrypt(norm, self.keys) if pii else None,
                 "masked": vault.mask(t, norm),
                 "weak": weak,
                 "source": p.item.source,
@@ -334,6 +337,15 @@ class Resolver:
             "attributes": {},
             "first_seen_at": p.observed_at,
             "last_seen_at": p.observed_at,
+            "created_at": utcnow(),
+            "name_enc": None,
+            "name_masked": None,
+            "nickname": None,
+            "gender": None,
+            "birthday": None,
+            "city": None,
+            "owner_staff_id": None,
+            "home_unit_id": None,
         }
         self.conflicted[cid] = False
         self.unique_of[cid] = {}
@@ -361,69 +373,84 @@ class Resolver:
 
     def flush(self) -> None:
         db = self.db
-        if self.new_customers:
-            db.execute(insert(Customer), list(self.new_customers.values()))
-        if self.new_idents:
-            db.execute(insert(Identity), list(self.new_idents.values()))
-        if self.new_obs:
-            db.execute(insert(Observation), self.new_obs)
-        if self.new_members:
-            db.execute(insert(ObservationMember), self.new_members)
-        for old, target, obs_id in self.merges:
+        for cid, (first, last) in self.cust_touch.items():
+            row = self.new_customers.get(cid)
+            if row is not None:
+                row["first_seen_at"], row["last_seen_at"] = first, last
+        # Core inserts and executemany updates: no ORM bookkeeping for thousands of rows.
+        bulk_insert(db, table_of(Customer), list(self.new_customers.values()))
+        bulk_insert(db, table_of(Identity), list(self.new_idents.values()))
+        bulk_insert(db, table_of(Observation), self.new_obs)
+        bulk_insert(db, table_of(ObservationMember), self.new_members)
+        if self.merges:
+            i, c = table_of(Identity), table_of(Customer)
+            # Order matters for chains (A→B, then B→C): executemany keeps it.
             db.execute(
-                update(Identity)
-                .where(Identity.brand_id == self.brand_id, Identity.customer_id == old)
-                .values(customer_id=target)
+                update(i)
+                .where(i.c.brand_id == self.brand_id, i.c.customer_id == bindparam("p_old"))
+                .values(customer_id=bindparam("p_target")),
+                [{"p_old": old, "p_target": target} for old, target, _ in self.merges],
             )
             db.execute(
-                update(Customer)
-                .where(Customer.id == old)
-                .values(status="merged", merged_into=target)
+                update(c)
+                .where(c.c.id == bindparam("p_old"))
+                .values(status="merged", merged_into=bindparam("p_target")),
+                [{"p_old": old, "p_target": target} for old, target, _ in self.merges],
             )
-            db.add(
-                OneIdLog(
-                    brand_id=self.brand_id,
-                    kind="merge",
-                    customer_ids=[old, target],
-                    result_ids=[target],
-                    observation_ids=[obs_id],
-                    actor_label=self.actor.label,
-                )
+            db.execute(
+                insert(table_of(OneIdLog)),
+                [
+                    {
+                        "id": new_id(),
+                        "brand_id": self.brand_id,
+                        "at": utcnow(),
+                        "kind": "merge",
+                        "customer_ids": [old, target],
+                        "result_ids": [target],
+                        "observation_ids": [obs_id],
+                        "actor_label": self.actor.label,
+                    }
+                    for old, target, obs_id in self.merges
+                ],
             )
         if self.obs_touch:
-            for oid, (first, last, n) in self.obs_touch.items():
-                db.execute(
-                    update(Observation)
-                    .where(Observation.id == oid)
-                    .values(
-                        observed_at=case(
-                            (Observation.observed_at > first, first),
-                            else_=Observation.observed_at,
-                        ),
-                        last_seen_at=case(
-                            (Observation.last_seen_at < last, last),
-                            else_=Observation.last_seen_at,
-                        ),
-                        seen_count=Observation.seen_count + n,
-                    )
-                )
+            # One compiled statement, executemany: thousands of rows in one round of I/O.
+            o = table_of(Observation)
+            first_p: BindParameter[datetime] = bindparam("p_first")
+            last_p: BindParameter[datetime] = bindparam("p_last")
+            db.execute(
+                update(o)
+                .where(o.c.id == bindparam("p_id"))
+                .values(
+                    observed_at=case((o.c.observed_at > first_p, first_p), else_=o.c.observed_at),
+                    last_seen_at=case((o.c.last_seen_at < last_p, last_p), else_=o.c.last_seen_at),
+                    seen_count=o.c.seen_count + bindparam("p_n"),
+                ),
+                [
+                    {"p_id": oid, "p_first": first, "p_last": last, "p_n": n}
+                    for oid, (first, last, n) in self.obs_touch.items()
+                ],
+            )
         if self.cust_touch:
-            existing = [c for c in self.cust_touch if c not in self.new_customers]
-            for cid in existing:
-                first, last = self.cust_touch[cid]
-                seen = func.coalesce(Customer.last_seen_at, last)
+            existing = [
+                {"p_id": cid, "p_first": first, "p_last": last}
+                for cid, (first, last) in self.cust_touch.items()
+                if cid not in self.new_customers
+            ]
+            if existing:
+                c = table_of(Customer)
+                first_p = bindparam("p_first")
+                last_p = bindparam("p_last")
+                seen = func.coalesce(c.c.last_seen_at, last_p)
                 db.execute(
-                    update(Customer)
-                    .where(Customer.id == cid)
+                    update(c)
+                    .where(c.c.id == bindparam("p_id"))
                     .values(
-                        last_seen_at=case((seen < last, last), else_=seen),
-                        first_seen_at=func.coalesce(Customer.first_seen_at, first),
-                    )
+                        last_seen_at=case((seen < last_p, last_p), else_=seen),
+                        first_seen_at=func.coalesce(c.c.first_seen_at, first_p),
+                    ),
+                    existing,
                 )
-            for cid, (first, last) in self.cust_touch.items():
-                row = self.new_customers.get(cid)
-                if row is not None:
-                    row["first_seen_at"], row["last_seen_at"] = first, last
         db.flush()
         self.new_customers.clear()
         self.new_idents.clear()
