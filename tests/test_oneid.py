@@ -317,3 +317,17 @@ def test_incremental_and_full_agree_in_any_order(
     )
     actions.run_full(db, SYSTEM, b1)
     assert partition(db, b1) == incremental_2
+
+
+def test_identifier_type_settings_change_the_rule(db: Session, world: object) -> None:
+    b = brand(db)
+    # POS cards are not unique by default: two cards join one person
+    actions.observe_batch(db, SYSTEM, b, [obs("pos", 0, pos_card="K1", unionid="uk")])
+    actions.observe_batch(db, SYSTEM, b, [obs("pos", 1, pos_card="K2", unionid="uk")])
+    assert customer_of(db, b, "pos_card", "K1") == customer_of(db, b, "pos_card", "K2")
+    # a brand whose cards are personal makes them unique; the full run applies it
+    actions.set_identifier_type(db, SYSTEM, b, "pos_card", unique=True)
+    assert queries.id_types(db, b)["pos_card"]["unique"] is True
+    actions.run_full(db, SYSTEM, b)
+    assert customer_of(db, b, "pos_card", "K1") != customer_of(db, b, "pos_card", "K2")
+    assert db.scalar(select(func.count()).select_from(Review)) == 1

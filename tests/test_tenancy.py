@@ -48,6 +48,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/brands/{brand}/oneid/reviews/{review}:decide"): {"json": {"approve": True}},
     ("POST", "/api/v1/brands/{brand}/oneid:run"): {},
+    ("PUT", "/api/v1/brands/{brand}/oneid/identifier-types/{id_type}"): {"json": {"unique": True}},
 }
 
 
@@ -111,6 +112,7 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     review = db.scalar(select(Review.id).where(Review.brand_id == b.id))
     assert unit and staff and key and customer and customer2 and identity and review
     return {
+        "id_type": "pos_card",
         "unit": unit.id,
         "staff": staff.id,
         "key": key.id,

@@ -115,3 +115,25 @@ def decide(brand: str, review: str, body: DecideIn, db: Db, actor: CurrentActor)
 def run_full(brand: str, db: Db, actor: CurrentActor) -> dict[str, int]:
     b = access_brand(db, actor, brand, "customers.merge")
     return actions.run_full(db, actor, b)
+
+
+class IdTypeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strong: bool | None = None
+    unique: bool | None = None
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    enabled: bool | None = None
+
+
+@router.get("/brands/{brand}/oneid/identifier-types", response_model=dict[str, dict[str, Any]])
+def identifier_types(brand: str, db: Db, actor: CurrentActor) -> dict[str, dict[str, Any]]:
+    b = access_brand(db, actor, brand, "customers.read")
+    return queries.id_types(db, b)
+
+
+@router.put("/brands/{brand}/oneid/identifier-types/{id_type}", response_model=dict[str, Any])
+def set_identifier_type(
+    brand: str, id_type: str, body: IdTypeIn, db: Db, actor: CurrentActor
+) -> dict[str, Any]:
+    b = access_brand(db, actor, brand, "customers.merge")
+    return actions.set_identifier_type(db, actor, b, id_type, **body.model_dump())

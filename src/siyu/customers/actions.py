@@ -461,3 +461,77 @@ def _recompute(db: Session, actor: Actor, brand: Brand, seeds: set[str]) -> None
     db.flush()
     oneid.recompute_component(db, brand.id, type_config(db, brand.id), seeds, actor)
     db.flush()
+
+
+def set_identifier_type(
+    db: Session,
+    actor: Actor,
+    brand: Brand,
+    id_type: str,
+    *,
+    strong: bool | None = None,
+    unique: bool | None = None,
+    priority: int | None = None,
+    enabled: bool | None = None,
+) -> dict[str, Any]:
+    """Change how OneID treats an identifier type in one brand (strength, uniqueness,
+    priority, or switch a custom type on). Takes effect for evidence resolved from now on;
+    run the full recompute to apply it to what is already stored."""
+    from siyu.customers.identifiers import DEFAULTS
+    from siyu.customers.models import IdentifierTypeSetting
+
+    authorize(actor, "customers.merge", org_queries.brand_ref(brand))
+    if not (1 <= len(id_type) <= 24) or not id_type.replace("_", "").isalnum():
+        raise Invalid("customers.bad_identifier_type", type=id_type)
+    with atomic(db):
+        row = db.scalar(
+            select(IdentifierTypeSetting).where(
+                IdentifierTypeSetting.brand_id == brand.id, IdentifierTypeSetting.id_type == id_type
+            )
+        )
+        base = DEFAULTS.get(id_type)
+        before = None
+        if row is None:
+            row = IdentifierTypeSetting(
+                brand_id=brand.id,
+                id_type=id_type,
+                strong=base.strong if base else True,
+                unique=base.unique if base else False,
+                priority=base.priority if base else 100,
+                enabled=True,
+            )
+            db.add(row)
+        else:
+            before = {
+                "strong": row.strong,
+                "unique": row.unique,
+                "priority": row.priority,
+                "enabled": row.enabled,
+            }
+        if strong is not None:
+            row.strong = strong
+        if unique is not None:
+            row.unique = unique
+        if priority is not None:
+            row.priority = priority
+        if enabled is not None:
+            row.enabled = enabled
+        after = {
+            "strong": row.strong,
+            "unique": row.unique,
+            "priority": row.priority,
+            "enabled": row.enabled,
+        }
+        db.flush()
+        record(
+            db,
+            actor,
+            "oneid.identifier_type",
+            "identifier_type",
+            id_type,
+            brand_id=brand.id,
+            agency_id=brand.agency_id,
+            before=before,
+            after=after,
+        )
+    return {"type": id_type, **after}
