@@ -22,6 +22,31 @@ from siyu.org.schemas import StaffIn, UnitIn
 from tests.factories import api_key, login
 
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/brands/{brand}/events:batch"): {
+        "json": {
+            "events": [
+                {
+                    "event_id": "tenancy-1",
+                    "event_type": "page_viewed",
+                    "occurred_at": "2026-03-01T10:00:00+08:00",
+                    "identifiers": [{"type": "phone", "value": "13800138000"}],
+                    "properties": {"path": "/pages/index"},
+                }
+            ]
+        }
+    },
+    ("POST", "/api/v1/brands/{brand}/events"): {
+        "json": {
+            "event_id": "tenancy-2",
+            "event_type": "page_viewed",
+            "occurred_at": "2026-03-01T10:00:00+08:00",
+            "identifiers": [{"type": "phone", "value": "13800138000"}],
+            "properties": {"path": "/pages/index"},
+        }
+    },
+    ("POST", "/api/v1/brands/{brand}/event-types"): {
+        "json": {"event_type": "tenancy_probe", "fields": [{"name": "x"}]}
+    },
     ("POST", "/api/v1/brands/{brand}/units"): {"json": {"code": "NEW1", "name": "n"}},
     ("PATCH", "/api/v1/brands/{brand}/units/{unit}"): {"json": {"name": "renamed"}},
     ("POST", "/api/v1/brands/{brand}/staff"): {

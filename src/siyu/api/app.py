@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import customers, org
+from siyu.api import customers, ingest, org
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -34,3 +34,4 @@ def install(app: FastAPI) -> None:
     app.include_router(health_router, prefix=PREFIX)
     app.include_router(org.router, prefix=PREFIX)
     app.include_router(customers.router, prefix=PREFIX)
+    app.include_router(ingest.router, prefix=PREFIX)

@@ -28,3 +28,37 @@ def oneid(
     from siyu.bench.oneid import run
 
     typer.echo(json.dumps(run(identifiers, seed=seed, repeat=repeat, networkx=networkx)))
+
+
+@app.command("ingest")
+def ingest(
+    events: Annotated[
+        int, typer.Option("--events", help="Events in the generated file.")
+    ] = 1_000_000,
+    customers: Annotated[int, typer.Option("--customers")] = 50_000,
+    reference: Annotated[
+        int, typer.Option("--reference", help="Rows the naive reference processes.")
+    ] = 200_000,
+    http_batches: Annotated[
+        int, typer.Option("--http-batches", help="Batches of 10,000 sent over HTTP.")
+    ] = 10,
+    http_singles: Annotated[
+        int, typer.Option("--http-singles", help="Events sent one request each (reference).")
+    ] = 1_000,
+) -> None:
+    """File import and HTTP batch intake into the lake, each beside a naive reference."""
+    from siyu.bench.ingest import run
+    from siyu.server import create_app
+
+    typer.echo(
+        json.dumps(
+            run(
+                create_app,
+                events,
+                customers=customers,
+                reference=reference,
+                http_batches=http_batches,
+                http_singles=http_singles,
+            )
+        )
+    )

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, org
+from siyu.cli import bench, customers, ingest, org
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -33,10 +33,16 @@ apikey_app = typer.Typer(help="Brand API keys (the secret is shown once).", no_a
 audit_app = typer.Typer(help="Audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org.app, name="org")
+app.add_typer(customers.app, name="customers")
+app.add_typer(customers.oneid_app, name="oneid")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench.app, name="bench")
+app.add_typer(ingest.ingest_app, name="ingest")
+app.add_typer(ingest.events_app, name="events")
+app.add_typer(ingest.lake_app, name="lake")
+app.command("worker")(ingest.worker)
 
 
 @app.command("version")

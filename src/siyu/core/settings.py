@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     node_modules: Path | None = None
     # "default" (argon2id library defaults) or "fast" (tests only: cheap hashes).
     argon2_profile: str = "default"
+    # Fact lake (Delta tables): a local path or an object-store URI (s3://…); default
+    # <data_dir>/lake. Object-store credentials come from the usual environment variables.
+    lake_uri: str | None = None
 
     @field_validator("default_timezone")
     @classmethod
@@ -58,6 +61,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_data_dir / 'siyu.db'}"
+
+    @property
+    def lake_location(self) -> str:
+        return self.lake_uri or str(self.resolved_data_dir / "lake")
 
     def ensure_data_dir(self) -> Path:
         path = self.resolved_data_dir

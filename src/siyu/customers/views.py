@@ -87,9 +87,21 @@ class CustomerRowOut(BaseModel):
     last_seen_at: datetime | None
 
 
-def customer_360(db: Session, actor: Actor, brand: Brand, customer: Customer) -> Customer360:
+def customer_360(
+    db: Session, actor: Actor, brand: Brand, customer: Customer, facts: bool = True
+) -> Customer360:
+    """The whole picture; ``facts=False`` skips the lake (timeline and orders)."""
     idents = queries.identities(db, customer)
+    timeline: list[dict[str, Any]] = []
+    orders: list[dict[str, Any]] = []
+    if facts:
+        from siyu.customers.timeline import customer_facts
+
+        keys = [f"{i.id_type}:{i.value_hash}" for i in idents if not i.weak]
+        timeline, orders = customer_facts(brand.id, keys)
     return Customer360(
+        timeline=timeline,
+        orders=orders,
         id=customer.id,
         status=customer.status,
         name=customer.name_masked or "",

@@ -229,7 +229,8 @@ def _acquisition_times(
     # people add guides in the daytime: shift within the day towards 10:00–22:00 local
     day = np.floor(base)
     local_hour = 10 + rng.beta(2, 2, n) * 12
-    return (day * 86400 + (local_hour - 8) * 3600).astype(np.float64)
+    out: NDArray[np.float64] = (day * 86400 + (local_hour - 8) * 3600).astype(np.float64)
+    return out
 
 
 def _purchases(

@@ -23,6 +23,7 @@ def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` is complete."""
     import siyu.core.audit
     import siyu.customers.models
+    import siyu.ingest.models
     import siyu.org.models  # noqa: F401
 
 

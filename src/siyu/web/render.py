@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from siyu import __version__
 from siyu.core.errors import FieldError, SiyuError
 from siyu.core.i18n import catalogue, translate
+from siyu.core.money import format_fen
 from siyu.org import queries
 from siyu.org.models import Brand, OrgUnit
 from siyu.org.permissions import permissions_on
@@ -44,6 +45,8 @@ SECURITY_HEADERS = {
 # Navigation: (key, path suffix, permission needed to see it).
 NAV = (
     ("overview", "", "org.read"),
+    ("customers", "/customers", "customers.read"),
+    ("oneid_reviews", "/oneid/reviews", "customers.merge"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),
@@ -51,10 +54,25 @@ NAV = (
 )
 
 
-def _localtime(value: datetime | None, tz: str = "Asia/Shanghai") -> str:
-    if value is None:
+def _localtime(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
+    if value is None or value == "":
         return "—"
-    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str):
+        # facts read from the lake may carry ISO strings rather than datetimes
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        at = value
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # the lake stores UTC
+    return at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _yuan(value: int | None) -> str:
+    """Integer fen as ``¥1,234.50``; never floats."""
+    return "—" if value is None else format_fen(int(value))
 
 
 def _pretty(value: Any) -> str:
@@ -70,6 +88,7 @@ env = Environment(
 )
 env.filters["localtime"] = _localtime
 env.filters["pretty"] = _pretty
+env.filters["yuan"] = _yuan
 env.globals["version"] = __version__
 
 
@@ -114,6 +133,10 @@ ERROR_FIELDS = {
     "org.staff_not_found": "username",
     "org.already_member": "username",
     "auth.password_too_short": "password",
+    "customers.bad_split": "identity",
+    "customers.split_relinked": "identity",
+    "customers.merge_needs_two": "other",
+    "customers.no_identity": "other",
 }
 
 

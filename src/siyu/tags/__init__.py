@@ -1,0 +1,1 @@
+"""Tags: customer labels and the customer-value models behind them (RFM, BG/NBD, Gamma-Gamma)."""
