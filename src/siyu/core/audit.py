@@ -68,9 +68,14 @@ def record(
     *,
     brand_id: str | None = None,
     agency_id: str | None = None,
+    brand: Any = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    """Add an audit entry; ``brand`` (any object with ``id`` and ``agency_id``) fills both
+    tenancy columns at once."""
+    if brand is not None:
+        brand_id, agency_id = brand.id, brand.agency_id
     entry = AuditEntry(
         agency_id=agency_id,
         brand_id=brand_id,

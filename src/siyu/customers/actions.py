@@ -221,8 +221,7 @@ def merge_customers(
             "customer.merge",
             "customer",
             customers[0].id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after={"customers": [c.id for c in customers], "observation": obs},
         )
         survivor = access_customer(db, actor, brand, customers[0].id)
@@ -279,8 +278,7 @@ def split_customer(
             "customer.split",
             "customer",
             customer.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after={
                 "moved": sorted(moving),
                 "to": moved_to,
@@ -336,8 +334,7 @@ def decide_review(
             "oneid.review",
             "oneid_review",
             review.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             before=before,
             after={"status": review.status, "note": note},
         )
@@ -369,8 +366,7 @@ def reveal(db: Session, actor: Actor, brand: Brand, customer_id: str, field: str
             "customer.reveal",
             "customer",
             customer.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after={"field": field},
         )
     return value
@@ -389,8 +385,7 @@ def run_full(db: Session, actor: Actor, brand: Brand) -> dict[str, int]:
             "oneid.full_run",
             "brand",
             brand.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=dict(stats),
         )
     return stats
@@ -529,8 +524,7 @@ def set_identifier_type(
             "oneid.identifier_type",
             "identifier_type",
             id_type,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             before=before,
             after=after,
         )

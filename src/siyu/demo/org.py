@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.core.tenancy import SYSTEM
+from siyu.demo.generate import GIVEN, SURNAMES
 from siyu.org import actions, queries
 from siyu.org.models import Staff
 from siyu.org.schemas import AgencyIn, BrandIn, MembershipIn, StaffIn, UnitIn
@@ -147,26 +148,7 @@ def build_demo_org(db: Session) -> DemoOrg:
     person("demo-coffee", "coffee.community", "林可欣", "community_operator", None)
     person("demo-beauty", "beauty.hq", "赵婉清", "hq_operator", None)
     person("demo-beauty", "beauty.content", "孙雨桐", "content_operator", None)
-    surnames = "张李王刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董"
-    given = [
-        "子涵",
-        "欣怡",
-        "梓轩",
-        "浩然",
-        "雨桐",
-        "思远",
-        "一诺",
-        "若汐",
-        "宇航",
-        "可馨",
-        "俊杰",
-        "雅琪",
-        "嘉豪",
-        "诗涵",
-        "明轩",
-        "佳怡",
-        "晨阳",
-    ]
+    surnames, given = SURNAMES, GIVEN
     for i, store in enumerate(coffee):
         manager_name = surnames[i % len(surnames)] + given[(i * 2) % len(given)]
         person(

@@ -71,8 +71,7 @@ def _audit(
             action,
             "ingest",
             entity,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=after,
         )
 
@@ -210,8 +209,7 @@ def flush_inbox(db: Session, limit: int = 5000) -> int:
                 "events.flush",
                 "ingest",
                 ingest_id,
-                brand_id=brand.id,
-                agency_id=brand.agency_id,
+                brand=brand,
                 after={
                     "accepted": result.accepted,
                     "duplicates": result.duplicates,
@@ -353,8 +351,7 @@ def save_mapping(db: Session, actor: Actor, brand: Brand, data: MappingIn) -> So
             "ingest.mapping_save",
             "source_mapping",
             row.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             before=before,
             after=snapshot(row),
         )
@@ -395,8 +392,7 @@ def declare_event_type(
             "ingest.event_type_declare",
             "custom_event_type",
             row.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=snapshot(row),
         )
     return row

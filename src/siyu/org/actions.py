@@ -111,8 +111,7 @@ def create_brand(db: Session, actor: Actor, data: BrandIn) -> Brand:
             "brand.create",
             "brand",
             brand.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=snapshot(brand),
         )
     return brand
@@ -167,8 +166,7 @@ def create_unit(db: Session, actor: Actor, brand: Brand, data: UnitIn) -> OrgUni
             "unit.create",
             "org_unit",
             unit.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=snapshot(unit),
         )
     return unit
@@ -206,8 +204,7 @@ def update_unit(db: Session, actor: Actor, brand: Brand, ref: str, data: UnitPat
             "unit.update",
             "org_unit",
             unit.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             before=before,
             after=snapshot(unit),
         )
@@ -305,8 +302,7 @@ def create_staff(db: Session, actor: Actor, brand: Brand, data: StaffIn) -> Staf
             "staff.create",
             "staff",
             staff.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after={**snapshot(staff), "membership": snapshot(member)},
         )
     return staff
@@ -341,8 +337,7 @@ def add_membership(db: Session, actor: Actor, brand: Brand, data: MembershipIn) 
             "membership.create",
             "membership",
             member.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=snapshot(member),
         )
     return member
@@ -387,8 +382,7 @@ def update_staff(db: Session, actor: Actor, brand: Brand, ref: str, data: StaffP
             "staff.update",
             "staff",
             staff.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             before=before,
             after={**snapshot(staff), "membership": snapshot(member)},
         )
@@ -482,8 +476,7 @@ def create_api_key(db: Session, actor: Actor, brand: Brand, data: ApiKeyIn) -> t
             "api_key.create",
             "api_key",
             key.id,
-            brand_id=brand.id,
-            agency_id=brand.agency_id,
+            brand=brand,
             after=snapshot(key),
         )
     return key, secret
@@ -501,8 +494,7 @@ def revoke_api_key(db: Session, actor: Actor, brand: Brand, key_id: str) -> ApiK
                 "api_key.revoke",
                 "api_key",
                 key.id,
-                brand_id=brand.id,
-                agency_id=brand.agency_id,
+                brand=brand,
                 before=before,
                 after=snapshot(key),
             )
