@@ -123,7 +123,10 @@ def test_create_admin_and_set_password(data_dir: str) -> None:
 
 def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     d = ["--data-dir", str(tmp_path / "demo")]
-    out = run("demo", "--no-serve", *d)
+    small = ["--customers", "400", "--days", "60"]
+    out = run("demo", "--no-serve", *small, *d)
+    assert "0 rejected" in out and " rejected" in out
+    assert all(" 0 rejected" in line for line in out.splitlines() if "rejected" in line)
     assert "demo-coffee" in out and "demo-beauty" in out
     brands = {b["slug"] for b in json.loads(run("org", "brand", "list", "--json", *d))}
     assert brands == {"demo-coffee", "demo-beauty"}
@@ -132,7 +135,15 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     assert shared["brands"] == ["demo-beauty", "demo-coffee"]
     # idempotent: a second run adds nothing
     before = len(staff)
-    run("demo", "--no-serve", *d)
+    again = run("demo", "--no-serve", *small, *d)
+    # re-importing the same exported files stores nothing new
+    assert all(
+        line.strip().split(": ")[1].startswith("0 stored")
+        for line in again.splitlines()
+        if "stored" in line
+    )
+    found = json.loads(run("customers", "search", "--brand", "demo-beauty", "--json", *d))
+    assert found and all("****" in c["phone"] for c in found if c["phone"])
     assert (
         len(json.loads(run("org", "staff", "list", "--brand", "demo-beauty", "--json", *d)))
         == before

@@ -98,20 +98,45 @@ def serve(
 @handled
 def demo(
     data_dir: DataDir = None,
+    customers: Annotated[
+        int, typer.Option("--customers", help="Customers over both brands.")
+    ] = 20_000,
+    days: Annotated[int, typer.Option("--days", help="Days of history.")] = 180,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 2026,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export", help="Where to write the source files (default DATA_DIR/demo-export)."
+        ),
+    ] = None,
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Build the demo, do not serve.")
     ] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
 ) -> None:
-    """Build the demo agency (two brands, org trees, staff) and serve the console."""
+    """Build the demo agency (two brands, org trees, staff), generate their customers' data,
+    export it as the files a brand hands over, import exactly those, and serve the console."""
+    from siyu.demo.export import export_brand, import_brand
+    from siyu.demo.generate import generate
     from siyu.demo.org import build_demo_org
     from siyu.migrations import upgrade
 
     use_data_dir(data_dir)
     upgrade()
+    folder = export or get_settings().resolved_data_dir / "demo-export"
     with session() as db:
         result = build_demo_org(db)
+        for brand in generate(customers=customers, days=days, seed=seed):
+            paths = export_brand(brand, folder / brand.shape.slug)
+            typer.echo(
+                f"{brand.shape.slug}: wrote {len(paths)} files to {folder / brand.shape.slug}"
+            )
+            for r in import_brand(db, folder / brand.shape.slug, brand.shape.slug):
+                typer.echo(
+                    f"  {r['file']}: {r['accepted']} stored, {r['duplicates']} already "
+                    f"there, {r['rejected']} rejected ({r['seconds']} s)"
+                )
     typer.echo(f"demo agency {result.agency_slug}: brands {', '.join(result.brands)}")
     typer.echo(
         f"sign in as {result.admin_username} / {result.password} "

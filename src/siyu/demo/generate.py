@@ -296,7 +296,8 @@ def generate_brand(
     has_mini = rng.random(n) < rates["mini"]
     has_union = has_mini | (has_wecom & (rng.random(n) < rates["unionid"]))
     member = rng.random(n) < rates["member"]
-    phone_no = 13_000_000_000 + (idx * 7_919 + salt * 104_729) % 9_000_000_000
+    # valid mainland mobiles 13x–19x, distinct per customer
+    phone_no = 13_000_000_000 + (idx * 7_919 + salt * 104_729) % 7_000_000_000
     marketplace = {m: rng.random(n) < rates[m] for m in ("tmall", "jd", "douyin")}
     pos = rng.random(n) < rates["pos"]
     device = rng.random(n) < rates["device"]
