@@ -10,12 +10,12 @@ from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.core.audit import record
 from siyu.core.clock import as_utc, utcnow
-from siyu.core.db import atomic
+from siyu.core.db import atomic, bulk_insert, table_of
 from siyu.core.errors import Conflict, Invalid, NotFound
 from siyu.core.ids import new_id
 from siyu.core.tenancy import Actor
@@ -118,13 +118,23 @@ def _apply_facts(
 
 
 def _write_profiles(db: Session, profile: dict[str, dict[str, Any]]) -> None:
+    """One executemany per distinct set of fields (an import usually has one or two)."""
+    c = table_of(Customer)
+    with_attrs = sorted(cid for cid, f in profile.items() if f.get("attributes"))
+    current: dict[str, dict[str, Any]] = {}
+    for part in oneid.chunks(with_attrs):
+        current.update(db.execute(select(c.c.id, c.c.attributes).where(c.c.id.in_(part))).all())
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for cid, facts in profile.items():
-        attrs = facts.pop("attributes", None)
-        if attrs:
-            current = db.scalar(select(Customer.attributes).where(Customer.id == cid)) or {}
-            facts["attributes"] = {**current, **attrs}
+        if facts.get("attributes"):
+            facts["attributes"] = {**(current.get(cid) or {}), **facts["attributes"]}
         if facts:
-            db.execute(update(Customer).where(Customer.id == cid).values(**facts))
+            groups[tuple(sorted(facts))].append({"p_id": cid, **facts})
+    for fields, rows in groups.items():
+        db.execute(
+            update(c).where(c.c.id == bindparam("p_id")).values({f: bindparam(f) for f in fields}),
+            rows,
+        )
 
 
 def _write_owners(
@@ -133,34 +143,56 @@ def _write_owners(
     owners: dict[tuple[str, str], tuple[datetime, str]],
     units: dict[str, str],
 ) -> None:
+    """Owners and home stores of a batch in a few executemany statements."""
+    c, o = table_of(Customer), table_of(CustomerOwner)
     if owners:
-        existing = set(
+        existing: set[tuple[str, str]] = set()
+        for part in oneid.chunks(sorted({cid for cid, _ in owners})):
+            existing |= {
+                (a, b)
+                for a, b in db.execute(
+                    select(o.c.customer_id, o.c.staff_id).where(o.c.customer_id.in_(part))
+                )
+            }
+        again = [{"p_c": cid, "p_s": sid} for (cid, sid) in owners if (cid, sid) in existing]
+        if again:
             db.execute(
-                select(CustomerOwner.customer_id, CustomerOwner.staff_id).where(
-                    CustomerOwner.customer_id.in_(sorted({c for c, _ in owners}))
-                )
-            ).all()
-        )
-        for (cid, sid), (since, source) in owners.items():
-            if (cid, sid) in existing:
-                db.execute(
-                    update(CustomerOwner)
-                    .where(CustomerOwner.customer_id == cid, CustomerOwner.staff_id == sid)
-                    .values(until=None)
-                )
-            else:
-                db.add(
-                    CustomerOwner(
-                        customer_id=cid, staff_id=sid, brand_id=brand.id, since=since, source=source
-                    )
-                )
-            db.execute(
-                update(Customer)
-                .where(Customer.id == cid, Customer.owner_staff_id.is_(None))
-                .values(owner_staff_id=sid)
+                update(o)
+                .where(o.c.customer_id == bindparam("p_c"), o.c.staff_id == bindparam("p_s"))
+                .values(until=None),
+                again,
             )
-    for cid, unit_id in units.items():
-        db.execute(update(Customer).where(Customer.id == cid).values(home_unit_id=unit_id))
+        bulk_insert(
+            db,
+            o,
+            [
+                {
+                    "customer_id": cid,
+                    "staff_id": sid,
+                    "brand_id": brand.id,
+                    "since": since,
+                    "until": None,
+                    "source": source,
+                }
+                for (cid, sid), (since, source) in owners.items()
+                if (cid, sid) not in existing
+            ],
+        )
+        # the first guide becomes the owner; later ones serve alongside
+        first: dict[str, str] = {}
+        for (cid, sid), _ in sorted(owners.items(), key=lambda kv: kv[1][0]):
+            first.setdefault(cid, sid)
+        db.execute(
+            update(c)
+            .where(c.c.id == bindparam("p_c"), c.c.owner_staff_id.is_(None))
+            .values(owner_staff_id=bindparam("p_s")),
+            [{"p_c": cid, "p_s": sid} for cid, sid in first.items()],
+        )
+    if units:
+        db.execute(
+            update(c).where(c.c.id == bindparam("p_c")).values(home_unit_id=bindparam("p_u")),
+            [{"p_c": cid, "p_u": uid} for cid, uid in units.items()],
+        )
 
 
 def _write_consents(db: Session, brand: Brand, consents: list[dict[str, Any]]) -> None:
