@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from siyu.core.clock import utcnow
-from siyu.core.db import session_factory
+from siyu.core.db import request_session
 from siyu.core.errors import Forbidden
 from siyu.core.security import constant_equal
 from siyu.core.tenancy import Actor
@@ -26,12 +26,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    factory = getattr(request.app.state, "session_factory", None) or session_factory()
-    db = factory()
-    try:
-        yield db
-    finally:
-        db.close()
+    yield from request_session(request.app.state)
 
 
 Db = Annotated[Session, Depends(get_db)]

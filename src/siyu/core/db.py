@@ -136,6 +136,17 @@ def open_session(engine: Engine | None = None) -> Iterator[Session]:
         db.close()
 
 
+def request_session(state: Any) -> Iterator[Session]:
+    """A session for one HTTP request: the app's ``state.session_factory`` when set (tests
+    bind the app to their database that way), else the configured store."""
+    factory = getattr(state, "session_factory", None) or session_factory()
+    db = factory()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 _DEPTH = "siyu_atomic_depth"
 _HOOKS = "siyu_on_commit"
 

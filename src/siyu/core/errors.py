@@ -8,7 +8,7 @@ Tests assert ``exc.code``, never the wording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from siyu.core.i18n import translate
@@ -73,24 +73,3 @@ class TooLarge(SiyuError):
 
 class Locked(SiyuError):
     status = 423
-
-
-@dataclass
-class RowReport:
-    """Per-row outcome of a bulk import: good rows are kept, bad rows are named."""
-
-    total: int = 0
-    accepted: int = 0
-    errors: list[FieldError] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len({e.row for e in self.errors})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "errors": [e.as_dict() for e in self.errors],
-        }

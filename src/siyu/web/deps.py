@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from siyu.core.db import session_factory
+from siyu.core.db import request_session
 from siyu.core.errors import Forbidden, TooLarge
 from siyu.core.i18n import normalise_locale
 from siyu.core.security import constant_equal
@@ -37,12 +37,7 @@ MAX_UPLOAD = 10 * 1024 * 1024
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    factory = getattr(request.app.state, "session_factory", None) or session_factory()
-    db = factory()
-    try:
-        yield db
-    finally:
-        db.close()
+    yield from request_session(request.app.state)
 
 
 Db = Annotated[Session, Depends(get_db)]
