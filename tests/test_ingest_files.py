@@ -301,3 +301,33 @@ def test_bench_ingest_prints_its_figures_as_json_last() -> None:
     assert 0 < figures["accepted"] <= 20000
     assert figures["http_events"] == 10000 and figures["http_events_per_s"] > 0
     assert {"reference_events_per_s", "ratio", "http_reference_events_per_s"} <= set(figures)
+
+
+def test_oneid_failure_after_facts_landed_is_completed_by_the_next_import(
+    db: Session, world: object, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # given an import whose OneID step fails while the lake append (another thread) succeeds
+    from siyu.customers import actions as customer_actions
+
+    brand = access_brand(db, SYSTEM, "a-coffee")
+    path = tmp_path / "events.csv"
+    path.write_text(HEADER + "".join(good_row(i) for i in range(2, 42)), encoding="utf-8")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("store went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(customer_actions, "observe_hashed", broken)
+        with pytest.raises(RuntimeError):
+            actions.import_file(db, SYSTEM, brand, path, kind="events", source="crm")
+    db.rollback()
+    assert count(db, SYSTEM, "a-coffee") == 40  # the facts landed
+    assert count(db, SYSTEM, "a-coffee", "identity_observations") == 0  # evidence did not
+    assert db.scalar(select(func.count()).select_from(Customer)) == 0
+    # when the same file is imported again
+    out = actions.import_file(db, SYSTEM, brand, path, kind="events", source="crm")
+    # then nothing is stored twice and every identity is resolved now
+    assert (out.accepted, out.duplicates) == (0, 40)
+    assert count(db, SYSTEM, "a-coffee") == 40
+    assert count(db, SYSTEM, "a-coffee", "identity_observations") > 0
+    assert db.scalar(select(func.count()).select_from(Customer)) == 40

@@ -9,7 +9,9 @@ the brand-local day ``dt``.
 - :func:`compact` (optimize + vacuum) and :func:`erase` (PIPL deletion by identity key).
 
 Identity keys (``type:hash``) are the only identity the lake holds: never a raw phone number
-or email. Why the dedup works the way it does is in ``docs/adr/0005-fact-lake.md``.
+or email, and no customer id on facts — customers merge and split, facts do not change; readers
+map identity keys to today's customers through the identity map (``customers.queries``).
+Why the dedup works the way it does is in ``docs/adr/0005-fact-lake.md``.
 
     result = append("events", brand.id, table)      # table: columns of schema("events")
     ds = dataset("events", brand.id)                  # pyarrow.dataset.Dataset
@@ -65,7 +67,6 @@ def schema(table: str) -> pa.Schema:
             ("source", pa.string()),
             ("identity_key", pa.string()),
             ("identity_keys", keys),
-            ("customer_id", pa.string()),
             ("properties", pa.string()),
             ("ingest_id", pa.string()),
         ],
@@ -80,7 +81,6 @@ def schema(table: str) -> pa.Schema:
             ("channel", pa.string()),
             ("store_code", pa.string()),
             ("identity_key", pa.string()),
-            ("customer_id", pa.string()),
             ("total_fen", pa.int64()),
             ("discount_fen", pa.int64()),
             ("paid_fen", pa.int64()),
@@ -253,11 +253,22 @@ def first_occurrences(ids: Any, keys: np.ndarray | None = None) -> np.ndarray:
 
 
 def append(
-    table: str, brand_id: str, data: pa.Table, *, dry_run: bool = False, keys: Any = None
+    table: str,
+    brand_id: str,
+    data: pa.Table,
+    *,
+    dry_run: bool = False,
+    keys: Any = None,
+    drop: np.ndarray | None = None,
 ) -> AppendResult:
     """Append ``data`` (the table's columns except ``dedup_key``; ``brand_id`` is set here)
     as one commit, dropping rows whose id is already stored or repeated in the batch.
-    ``keys``: the ids' ``fact_keys`` when the caller has them already."""
+    ``keys``: the ids' ``fact_keys`` when the caller has them already. ``drop``: rows the
+    caller knows are duplicates by another rule (reported as duplicates, never written).
+
+    The rows written are copied once, in day order: the partitioned writer then produces
+    one file per day from contiguous runs instead of scattering every column.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -269,24 +280,16 @@ def append(
     n = data.num_rows
     if n == 0:
         return AppendResult(table, 0, np.zeros(0, dtype=bool))
-    data = data.drop_columns([c for c in ("brand_id", "dedup_key") if c in data.column_names])
     ids = data.column(id_col)
     if ids.null_count:
         raise ValueError(f"{table}.{id_col} must not be null")
     if keys is None:
         keys = fact_keys(brand_id, ids)
-    data = data.append_column("dedup_key", keys)
-    # one value, built as a dictionary (pa.repeat of a string scalar is 20x slower)
-    codes = pa.array(np.zeros(n, dtype=np.int32))
-    brand = pa.DictionaryArray.from_arrays(codes, pa.array([brand_id])).cast(pa.string())
-    data = data.append_column("brand_id", brand)
-    for field in target:
-        if field.name not in data.column_names:  # optional columns may be left out
-            data = data.append_column(field.name, pa.nulls(n, field.type))
-    data = data.select(target.names).cast(target)
     days = pc.cast(data.column("dt"), pa.int32()).to_numpy(zero_copy_only=False)
-    key_np = keys.to_numpy()
+    key_np = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=np.int64)
     first = first_occurrences(ids, key_np)
+    if drop is not None:
+        first = first & ~drop
     with writer_lock(table, brand_id):
         dt = _open(table, create=not dry_run)
         index = index_for(location(table), brand_id)
@@ -294,16 +297,17 @@ def append(
             index.refresh(dt, brand_id)
         stored = _stored_duplicates(dt, brand_id, id_col, ids, key_np, index)
         duplicate = ~first | stored
-        fresh = data.filter(pa.array(~duplicate))
+        rows = np.flatnonzero(~duplicate)
         version = None
-        if fresh.num_rows and not dry_run:
+        if rows.size and not dry_run:
             from deltalake import WriterProperties, write_deltalake
 
-            # One contiguous batch per column (take/filter leave many small chunks, which the
-            # writer would handle one by one); ZSTD level 1: faster and smaller than snappy.
+            rows = rows[np.argsort(days[rows], kind="stable")]
+            fresh = _rows_for_write(target, data, brand_id, key_np, rows)
+            # ZSTD level 1: faster and smaller than snappy on these columns.
             write_deltalake(
                 dt,
-                fresh.combine_chunks(),
+                fresh,
                 partition_by=PARTITION_BY,
                 mode="append",
                 writer_properties=WriterProperties(compression="ZSTD", compression_level=1),
@@ -311,8 +315,38 @@ def append(
             dt.update_incremental()
             version = dt.version()
             # Our own files need not be read back: their keys are the ones just written.
-            index.refresh(dt, brand_id, written=(key_np[~duplicate], days[~duplicate]))
-    return AppendResult(table, fresh.num_rows, duplicate, version)
+            index.refresh(dt, brand_id, written=(key_np[rows], days[rows]))
+    return AppendResult(table, int(rows.size), duplicate, version)
+
+
+def _rows_for_write(
+    target: pa.Schema, data: pa.Table, brand_id: str, keys: np.ndarray, rows: np.ndarray
+) -> pa.Table:
+    """The chosen ``rows`` of ``data`` in the table's schema: one ``take`` per column (one
+    contiguous chunk each), ``dedup_key`` and ``brand_id`` added, absent columns null."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = rows.size
+    pick = pa.array(rows, pa.int64())
+    columns = []
+    for field in target:
+        if field.name == "dedup_key":
+            col: Any = pa.array(keys[rows], pa.int64())
+        elif field.name == "brand_id":
+            # one value, built as a dictionary (pa.repeat of a string scalar is 20x slower)
+            codes = pa.array(np.zeros(n, dtype=np.int32))
+            col = pa.DictionaryArray.from_arrays(codes, pa.array([brand_id])).cast(pa.string())
+        elif field.name in data.column_names:
+            source = data.column(field.name)
+            source = source.combine_chunks() if source.num_chunks != 1 else source.chunk(0)
+            col = source.take(pick)
+            if not col.type.equals(field.type):
+                col = col.cast(field.type)
+        else:  # optional columns may be left out
+            col = pa.nulls(n, field.type)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 def _stored_duplicates(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -182,6 +182,16 @@ def on_commit(db: Session, hook: Callable[[], None]) -> None:
     db.info.setdefault(_HOOKS, []).append(hook)
 
 
+def _utc_param(value: datetime | None, sqlite: bool) -> datetime | None:
+    """A datetime as the driver takes it: naive UTC on SQLite (as ``UTCDateTime`` stores),
+    aware UTC elsewhere."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = as_utc(value)
+    return value.replace(tzinfo=None) if sqlite else value
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table of a model, typed (for executemany statements without ORM overhead)."""
     return cast(Table, model.__table__)
@@ -192,8 +202,9 @@ def bulk_insert(db: Session, table: Table, rows: list[dict[str, Any]]) -> None:
 
     SQLAlchemy's per-row parameter processing costs more than the database's own work for
     tens of thousands of rows; here values are converted once per column kind (UTC
-    datetimes, JSON) and handed to the driver directly. Every row must carry every column
-    named by the first row.
+    datetimes, JSON), column by column, and handed to the driver directly. Every row must
+    carry every column named by the first row. A column that is None in every row and has
+    no default is left out of the statement (the database stores NULL all the same).
     """
     if not rows:
         return
@@ -201,30 +212,28 @@ def bulk_insert(db: Session, table: Table, rows: list[dict[str, Any]]) -> None:
 
     conn = db.connection()
     dialect = conn.dialect
-    columns = list(rows[0].keys())
-    converters: list[Callable[[Any], Any] | None] = []
-    for name in columns:
-        col_type = table.c[name].type
+    sqlite = dialect.name == "sqlite"
+    columns: list[str] = []
+    values: list[list[Any]] = []
+    for name in rows[0]:
+        column = table.c[name]
+        col = [row[name] for row in rows]
+        if column.default is None and column.server_default is None and not any(
+            v is not None for v in col
+        ):
+            continue
+        col_type = column.type
         if isinstance(col_type, UTCDateTime):
-            if dialect.name == "sqlite":
-                converters.append(lambda v: None if v is None else as_utc(v).replace(tzinfo=None))
-            else:
-                converters.append(lambda v: None if v is None else as_utc(v))
+            col = [_utc_param(v, sqlite) for v in col]
         elif isinstance(col_type, JSON):
-            converters.append(lambda v: None if v is None else json.dumps(v, ensure_ascii=False))
-        else:
-            converters.append(None)
+            col = [None if v is None else json.dumps(v, ensure_ascii=False) for v in col]
+        columns.append(name)
+        values.append(col)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     marks = ", ".join(mark for _ in columns)
     # Only quoted identifiers from our own metadata are formatted in; values are bound.
     sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
-    params = [
-        tuple(
-            conv(row[name]) if conv is not None else row[name]
-            for name, conv in zip(columns, converters, strict=True)
-        )
-        for row in rows
-    ]
+    params = list(zip(*values, strict=True))
     conn.exec_driver_sql(sql, params)

@@ -20,7 +20,7 @@ from siyu.core.errors import Conflict, Invalid, NotFound
 from siyu.core.ids import new_id
 from siyu.core.tenancy import Actor
 from siyu.customers import oneid, vault
-from siyu.customers.identifiers import type_config
+from siyu.customers.identifiers import TypeConfig, type_config
 from siyu.customers.models import (
     Consent,
     Customer,
@@ -53,6 +53,27 @@ def observe_batch(
     cfg = type_config(db, brand.id)
     parsed, errors = oneid.parse_observations(brand.id, cfg, observations)
     oneid.raise_for(errors)
+    return _resolve(db, actor, brand, cfg, parsed)
+
+
+def observe_hashed(
+    db: Session,
+    actor: Actor,
+    brand: Brand,
+    items: list[tuple[ObservationIn, list[tuple[str, str, str]]]],
+) -> list[ObserveResult]:
+    """:func:`observe_batch` for observations whose identifiers are already normalised and
+    hashed: ``(observation, [(type, normalised value, match hash), …])``. The observation's
+    own ``identifiers`` are not read (the ingest pipeline builds it without them)."""
+    _authorize_write(actor, brand)
+    cfg = type_config(db, brand.id)
+    parsed = [oneid.prepare(cfg, item, hashed) for item, hashed in items]
+    return _resolve(db, actor, brand, cfg, parsed)
+
+
+def _resolve(
+    db: Session, actor: Actor, brand: Brand, cfg: TypeConfig, parsed: list[oneid.Parsed]
+) -> list[ObserveResult]:
     with atomic(db):
         resolver = oneid.Resolver(db=db, brand_id=brand.id, actor=actor, cfg=cfg)
         results = resolver.observe(parsed)

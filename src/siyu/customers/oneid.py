@@ -119,17 +119,38 @@ def parse_observations(
             (strong if spec.strong else weak)[(ident.type, h)] = (ident.type, norm, h)
         if bad:
             continue
-        ordered = sorted(strong.values(), key=lambda x: (cfg.priority(x[0]), x[2]))
-        parsed.append(
-            Parsed(
-                item=item,
-                observed_at=as_utc(item.observed_at),
-                keys=ordered,
-                weak_keys=sorted(weak.values()),
-                set_hash=set_hash([(t, h) for t, _, h in ordered + list(weak.values())]),
-            )
-        )
+        parsed.append(_parsed(cfg, item, strong, weak))
     return parsed, errors
+
+
+def prepare(cfg: TypeConfig, item: ObservationIn, hashed: list[tuple[str, str, str]]) -> Parsed:
+    """An observation whose identifiers the caller has already normalised and hashed as
+    (type, normalised value, match hash) — the ingest pipeline does that once per distinct
+    value, so ``item.identifiers`` is not read. Every type must be one of the brand's."""
+    strong: dict[tuple[str, str], tuple[str, str, str]] = {}
+    weak: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for t, norm, h in hashed:
+        spec = cfg.get(t)
+        if spec is None:
+            raise ValueError(f"unknown identifier type {t!r}")
+        (strong if spec.strong else weak)[(t, h)] = (t, norm, h)
+    return _parsed(cfg, item, strong, weak)
+
+
+def _parsed(
+    cfg: TypeConfig,
+    item: ObservationIn,
+    strong: dict[tuple[str, str], tuple[str, str, str]],
+    weak: dict[tuple[str, str], tuple[str, str, str]],
+) -> Parsed:
+    ordered = sorted(strong.values(), key=lambda x: (cfg.priority(x[0]), x[2]))
+    return Parsed(
+        item=item,
+        observed_at=as_utc(item.observed_at),
+        keys=ordered,
+        weak_keys=sorted(weak.values()),
+        set_hash=set_hash([(t, h) for t, _, h in ordered + list(weak.values())]),
+    )
 
 
 @dataclass

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from siyu.core.tenancy import Actor
 from siyu.customers import actions as customer_actions
 from siyu.customers import queries as customer_queries
 from siyu.customers import vault
-from siyu.customers.schemas import IdentifierIn, ObservationIn, ObserveResult, ProfileIn
+from siyu.customers.schemas import ObservationIn, ObserveResult, ProfileIn
 from siyu.ingest.columns import const, flat
 from siyu.ingest.staging import Staged, order_key
 
@@ -61,13 +62,6 @@ class CommitResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_identities(
-    db: Session, actor: Actor, brand: Brand, observations: list[ObservationIn]
-) -> list[ObserveResult]:
-    """The one call into OneID, kept in one place on purpose."""
-    return customer_actions.observe_batch(db, actor, brand, observations)
-
-
 def local_days(ts: Any, tz: str) -> pa.Array:
     """Brand-local calendar day of each UTC timestamp (the ``dt`` partition)."""
     import pyarrow as pa
@@ -79,13 +73,17 @@ def local_days(ts: Any, tz: str) -> pa.Array:
 
 @dataclass
 class _Identity:
+    """Identity columns per row, derived locally (no OneID needed): the strongest
+    identifier's key names the fact, exactly as OneID would name it."""
+
     identity_key: pa.Array
     identity_keys: pa.Array
-    customer_id: pa.Array
     group: np.ndarray  # per row: observation group, -1 for rows naming nobody
     group_keys: list[list[str]]
-    group_status: list[str | None]
     group_source: list[str]
+    group_hashed: list[list[tuple[str, str, str]]]  # (type, normalised value, match hash)
+    group_text: list[str]  # source, owner, unit and profile of the group, joined
+    first_seen: np.ndarray  # per group, microseconds
 
 
 def _set_strings(ev: pa.Table) -> Any:
@@ -113,16 +111,9 @@ def _primary(keys: list[tuple[str, str]], types: dict[str, dict[str, Any]]) -> s
     return f"{t}:{h}"
 
 
-def _identities(
-    db: Session,
-    actor: Actor,
-    brand: Brand,
-    ev: pa.Table,
-    dry_run: bool,
-    needed: np.ndarray | None = None,
-) -> _Identity:
-    """Identity columns per row. Only groups with a ``needed`` row (default: all) go to
-    OneID; the others (events already stored) keep the locally derived key."""
+def _identities(db: Session, brand: Brand, ev: pa.Table) -> _Identity:
+    """Group rows by identifier set (plus source, owner, unit and profile) and derive each
+    group's keys once: 1,000,000 events of 50,000 customers hash about 50,000 values."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -136,65 +127,69 @@ def _identities(
     micros = pc.cast(ev.column("occurred_at"), pa.int64()).to_numpy(zero_copy_only=False)
     first_seen = np.full(len(distinct), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_seen, idx, micros)
-
-    observe = np.ones(len(distinct), dtype=bool)
-    if needed is not None:
-        observe = np.zeros(len(distinct), dtype=bool)
-        observe[idx[needed]] = True
     types = customer_queries.id_types(db, brand)
     k = vault.keys()
     key_cache: dict[tuple[str, str], str] = {}
     local_key: list[str | None] = []
-    observations: list[ObservationIn] = []
-    obs_group: list[int] = []
     group_keys: list[list[str]] = []
     group_source: list[str] = []
-    for g, text in enumerate(distinct):
-        set_text, source, owner, unit, profile = text.split(_GS)
-        pairs = [p.split(_US, 1) for p in set_text.split(_RS) if p]
+    group_hashed: list[list[tuple[str, str, str]]] = []
+    group_text: list[str] = []
+    for text in distinct:
+        set_text, rest = text.split(_GS, 1)
         hashed = []
-        for t, v in pairs:
+        for p in set_text.split(_RS):
+            if not p:
+                continue
+            t, v = p.split(_US, 1)
             h = key_cache.get((t, v))
             if h is None:
                 h = key_cache[(t, v)] = vault.match_hash(brand.id, t, v, k)
-            hashed.append((t, h))
-        group_keys.append(sorted(f"{t}:{h}" for t, h in hashed))
-        group_source.append(source)
-        local_key.append(_primary(hashed, types))
-        if not pairs or not observe[g]:
-            continue
-        observed = datetime.fromtimestamp(int(first_seen[g]) / 1e6, tz=utcnow().tzinfo)
-        observations.append(
-            ObservationIn.model_construct(
-                source=source,
-                ref=None,
-                observed_at=observed,
-                identifiers=[IdentifierIn.model_construct(type=t, value=v) for t, v in pairs],
-                profile=ProfileIn.model_validate(json.loads(profile)) if profile else None,
-                consents=[],
-                owner_wecom_userid=owner or None,
-                unit_code=unit or None,
-            )
-        )
-        obs_group.append(g)
-    ident_key: list[str | None] = local_key
-    customer: list[str | None] = [None] * len(distinct)
-    status: list[str | None] = [None] * len(distinct)
-    if observations and not dry_run:
-        results = resolve_identities(db, actor, brand, observations)
-        for g, res in zip(obs_group, results, strict=True):
-            ident_key[g], customer[g], status[g] = res.identity_key, res.customer_id, res.status
+            hashed.append((t, v, h))
+        pairs = [(t, h) for t, _, h in hashed]
+        group_keys.append(sorted(f"{t}:{h}" for t, h in pairs))
+        group_source.append(rest.split(_GS, 1)[0])
+        group_hashed.append(hashed)
+        group_text.append(rest)
+        local_key.append(_primary(pairs, types))
     take = pa.array(idx)
     named = np.array([bool(keys) for keys in group_keys], dtype=bool)[idx]
     return _Identity(
-        identity_key=pa.array(ident_key, pa.string()).take(take),
+        identity_key=pa.array(local_key, pa.string()).take(take),
         identity_keys=pa.array(group_keys, pa.list_(pa.string())).take(take),
-        customer_id=pa.array(customer, pa.string()).take(take),
         group=np.where(named, idx, -1),
         group_keys=group_keys,
-        group_status=status,
         group_source=group_source,
+        group_hashed=group_hashed,
+        group_text=group_text,
+        first_seen=first_seen,
     )
+
+
+def _observe(
+    db: Session, actor: Actor, brand: Brand, ident: _Identity, groups: np.ndarray
+) -> dict[int, ObserveResult]:
+    """OneID for the given groups (each one observation: first seen at, identifiers,
+    owner, unit and profile); group → result."""
+    items = []
+    for g in groups.tolist():
+        source, owner, unit, profile = ident.group_text[g].split(_GS)
+        observed = datetime.fromtimestamp(int(ident.first_seen[g]) / 1e6, tz=UTC)
+        item = ObservationIn.model_construct(
+            source=source,
+            ref=None,
+            observed_at=observed,
+            identifiers=[],
+            profile=ProfileIn.model_validate(json.loads(profile)) if profile else None,
+            consents=[],
+            owner_wecom_userid=owner or None,
+            unit_code=unit or None,
+        )
+        items.append((item, ident.group_hashed[g]))
+    if not items:
+        return {}
+    results = customer_actions.observe_hashed(db, actor, brand, items)
+    return dict(zip(groups.tolist(), results, strict=True))
 
 
 def commit(
@@ -207,10 +202,17 @@ def commit(
     dry_run: bool = False,
     skip_known: bool = True,
 ) -> CommitResult:
-    """Resolve identities and append the staged facts; per-row outcome in ``status``.
+    """Append the staged facts and resolve their identities; per-row outcome in ``status``.
 
-    ``skip_known=False`` sends every row to OneID even when its event is stored already
-    (the inbox worker: its OneID writes and lake append are not one transaction).
+    Facts carry identity keys derived here, not customer ids, so the lake appends (Rust and
+    Arrow, which release the GIL) run on a second thread while OneID writes the operational
+    store on this one. Identity observations — OneID's evidence in the lake — are appended
+    last, once OneID has succeeded: a crash in between leaves them missing, and the next
+    import of the same rows sends those groups to OneID again (OneID is idempotent).
+
+    ``skip_known=False`` sends every group to OneID even when its events and observations
+    are stored already (the inbox worker: its OneID writes and lake append are not one
+    transaction).
     """
     import numpy as np
     import pyarrow as pa
@@ -221,19 +223,77 @@ def commit(
         return result
     n = ev.num_rows
     days = local_days(ev.column("occurred_at"), brand.timezone)
-    needed = None
     keys = fact_keys(brand.id, ev.column("event_id"))
-    if skip_known:
-        # Events stored before were observed by OneID then: re-imports skip that work.
+    started = time.perf_counter()
+    ident = _identities(db, brand, ev)
+    obs, obs_group = _observation_rows(ident, ev, days, ingest_id)
+    groups = np.unique(ident.group[ident.group >= 0])
+    if skip_known and groups.size:
+        # Groups whose events and observations are all stored were resolved before.
         probe = pa.table({"dt": days, "event_id": ev.column("event_id")})
-        needed = ~lake.append("events", brand.id, probe, dry_run=True, keys=keys).duplicate
-    started = time.perf_counter()
-    ident = _identities(db, actor, brand, ev, dry_run, needed)
+        new_rows = ~lake.append("events", brand.id, probe, dry_run=True, keys=keys).duplicate
+        wanted = np.zeros(len(ident.group_keys), dtype=bool)
+        wanted[ident.group[new_rows & (ident.group >= 0)]] = True
+        if obs.num_rows:
+            stored = lake.append("identity_observations", brand.id, obs, dry_run=True)
+            wanted[obs_group[~stored.duplicate]] = True
+        groups = np.flatnonzero(wanted)
     result.seconds["identities"] = round(time.perf_counter() - started, 3)
-    started = time.perf_counter()
-    now = pa.repeat(pa.scalar(utcnow(), pa.timestamp("us", tz="UTC")), n)
-    ingest = const(ingest_id, n)
 
+    def facts() -> tuple[np.ndarray, float]:
+        begun = time.perf_counter()
+        duplicate = _append_facts(brand, staged, ev, days, keys, ident, ingest_id, dry_run)
+        return duplicate, time.perf_counter() - begun
+
+    started = time.perf_counter()
+    resolved: dict[int, ObserveResult] = {}
+    if dry_run or groups.size == 0:
+        duplicate, lake_s = facts()
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-lake") as pool:
+            pending = pool.submit(facts)
+            try:
+                resolved = _observe(db, actor, brand, ident, groups)
+            finally:
+                # Never leave the lake write running behind a failed OneID.
+                duplicate, lake_s = pending.result()
+    result.seconds["oneid"] = round(time.perf_counter() - started, 3)
+    result.seconds["lake"] = round(lake_s, 3)
+    result.rows = ev.column("_row").to_numpy(zero_copy_only=False)
+    result.duplicate = duplicate
+    result.duplicates = int(duplicate.sum())
+    result.accepted = n - result.duplicates
+    if obs.num_rows:
+        started = time.perf_counter()
+        status: list[str | None] = [None] * len(ident.group_keys)
+        customer: list[str | None] = [None] * len(ident.group_keys)
+        for g, res in resolved.items():
+            status[g], customer[g] = res.status, res.customer_id
+        take = pa.array(obs_group)
+        obs = obs.append_column("status", pa.array(status, pa.string()).take(take))
+        obs = obs.append_column("customer_id", pa.array(customer, pa.string()).take(take))
+        lake.append("identity_observations", brand.id, obs, dry_run=dry_run)
+        result.observations = obs.num_rows
+        result.seconds["observations"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _append_facts(
+    brand: Brand,
+    staged: Staged,
+    ev: pa.Table,
+    days: pa.Array,
+    keys: pa.Array,
+    ident: _Identity,
+    ingest_id: str,
+    dry_run: bool,
+) -> np.ndarray:
+    """Events, then orders and their items; per event row, whether it was a duplicate."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = ev.num_rows
+    now = pa.repeat(pa.scalar(utcnow(), pa.timestamp("us", tz="UTC")), n)
     # Orders first as a dry run: an order already stored under another event id makes this
     # event a duplicate too (one payment per order), without writing anything yet.
     order_rows = _order_rows(staged, ev, days, ident, ingest_id)
@@ -253,33 +313,18 @@ def commit(
             "source": ev.column("source"),
             "identity_key": ident.identity_key,
             "identity_keys": ident.identity_keys,
-            "customer_id": ident.customer_id,
             "properties": ev.column("properties"),
-            "ingest_id": ingest,
+            "ingest_id": const(ingest_id, n),
         }
     )
-    keep = ~excluded
-    kept = pa.array(keep)
-    appended = lake.append(
-        "events", brand.id, events.filter(kept), dry_run=dry_run, keys=keys.filter(kept)
-    )
-    duplicate = excluded.copy()
-    duplicate[keep] = appended.duplicate
-    result.rows = ev.column("_row").to_numpy(zero_copy_only=False)
-    result.duplicate = duplicate
-    result.duplicates = int(duplicate.sum())
-    result.accepted = n - result.duplicates
+    appended = lake.append("events", brand.id, events, dry_run=dry_run, keys=keys, drop=excluded)
     if order_rows.num_rows:
         lake.append("orders", brand.id, order_rows, dry_run=dry_run)
         items = _item_rows(staged, order_rows)
         if items.num_rows:
             lake.append("order_items", brand.id, items, dry_run=dry_run)
-    obs = _observation_rows(ident, ev, days, ingest_id)
-    if obs.num_rows:
-        lake.append("identity_observations", brand.id, obs, dry_run=dry_run)
-        result.observations = obs.num_rows
-    result.seconds["lake"] = round(time.perf_counter() - started, 3)
-    return result
+    duplicate: np.ndarray = appended.duplicate
+    return duplicate
 
 
 def _order_rows(
@@ -313,7 +358,6 @@ def _order_rows(
         occurred_at=take(ev.column("occurred_at")),
         source=take(ev.column("source")),
         identity_key=take(ident.identity_key),
-        customer_id=take(ident.customer_id),
         ingest_id=const(ingest_id, orders.num_rows),
     )
     return pa.table(cols)
@@ -349,16 +393,19 @@ def _item_rows(staged: Staged, order_rows: pa.Table) -> pa.Table:
     return pa.table(cols)
 
 
-def _observation_rows(ident: _Identity, ev: pa.Table, days: pa.Array, ingest_id: str) -> pa.Table:
+def _observation_rows(
+    ident: _Identity, ev: pa.Table, days: pa.Array, ingest_id: str
+) -> tuple[pa.Table, np.ndarray]:
     """One row per (observation group, day): the identifier set seen together, first seen
-    at, how many events said so. Deterministic ids make re-imports add nothing."""
+    at, how many events said so; and each row's group. Deterministic ids make re-imports
+    add nothing. OneID's ``status`` and ``customer_id`` are added by the caller."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     named = ident.group >= 0
     if not named.any():
-        return pa.table({"observation_id": pa.array([], pa.string())})
+        return pa.table({"observation_id": pa.array([], pa.string())}), np.zeros(0, np.int64)
     rows = np.flatnonzero(named)
     day = pc.cast(days, pa.int32()).to_numpy(zero_copy_only=False)[rows].astype(np.int64)
     combo = ident.group[rows] * 1_000_000 + day
@@ -368,14 +415,14 @@ def _observation_rows(ident: _Identity, ev: pa.Table, days: pa.Array, ingest_id:
     micros = pc.cast(ev.column("occurred_at"), pa.int64()).to_numpy(zero_copy_only=False)[rows]
     first_seen = np.full(uniq.size, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_seen, inverse, micros)
-    groups = (uniq // 1_000_000).tolist()
+    groups = uniq // 1_000_000
     pick = rows[first]
     texts = [
         "|".join(ident.group_keys[g]) + _US + ident.group_source[g] + _US + str(d)
-        for g, d in zip(groups, (uniq % 1_000_000).tolist(), strict=True)
+        for g, d in zip(groups.tolist(), (uniq % 1_000_000).tolist(), strict=True)
     ]
     take = pa.array(pick)
-    return pa.table(
+    table = pa.table(
         {
             "observation_id": digests(pa.array(texts, pa.string())),
             "dt": pc.take(days, take),
@@ -383,9 +430,8 @@ def _observation_rows(ident: _Identity, ev: pa.Table, days: pa.Array, ingest_id:
             "observed_at": pa.array(first_seen, pa.timestamp("us", tz="UTC")),
             "identity_key": pc.take(ident.identity_key, take),
             "identity_keys": pc.take(ident.identity_keys, take),
-            "customer_id": pc.take(ident.customer_id, take),
-            "status": pa.array([ident.group_status[g] for g in groups], pa.string()),
             "event_count": pa.array(counts, pa.int32()),
             "ingest_id": const(ingest_id, uniq.size),
         }
     )
+    return table, groups
