@@ -125,8 +125,14 @@ def per_distinct(
             reasons.append(str(exc))
     indices = encoded.indices
     converted = pa.array(values, out_type).take(indices)
-    reason_arr = np.asarray(pa.array(reasons, pa.string()).take(indices).to_pylist(), dtype=object)
-    bad = np.asarray([r is not None for r in reason_arr], dtype=bool)
+    # Per row by numpy gathers over the distinct values (no Python object per row).
+    codes = indices.to_numpy(zero_copy_only=False)
+    null_rows = np.asarray(indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    codes = np.where(null_rows, 0, codes).astype(np.int64)
+    distinct_reasons = np.asarray(reasons + [None], dtype=object)
+    codes[null_rows] = len(reasons)
+    reason_arr = distinct_reasons[codes]
+    bad = np.asarray([r is not None for r in reasons] + [False], dtype=bool)[codes]
     return converted, bad, reason_arr
 
 

@@ -366,8 +366,8 @@ def stage_events(fr: Frame, ctx: Context) -> Staged:
     has_id = np.zeros(n, dtype=bool)
     for col in ids.values():
         has_id |= C.mask_of(pc.is_valid(col))
-    props = np.full(n, None, dtype=object)
-    profile = np.full(n, None, dtype=object)
+    # Per group: its rows and its Arrow columns; put back in row order with one take.
+    pieces: list[tuple[np.ndarray, Any, Any]] = []
     version_out = np.zeros(n, dtype=np.int16)
     # Group rows by (type, version) with numpy, not a Python loop over every row.
     enc = C.flat(pc.fill_null(types, "")).dictionary_encode()
@@ -406,15 +406,15 @@ def stage_events(fr: Frame, ctx: Context) -> Staged:
         got = group_properties(sub, spec, fields, rows, fr, ctx.tz)
         if got is None:
             p_list, prof_list = rowwise_properties(sub, spec, fields, rows, fr, ctx)
+            pieces.append((rows, pa.array(p_list, pa.string()), pa.array(prof_list, pa.string())))
         else:
-            p_list = got[0].to_pylist()
-            prof_list = got[1].to_pylist() if got[1] is not None else [None] * rows.size
-        props[rows] = p_list
-        profile[rows] = prof_list
+            prof = got[1] if got[1] is not None else pa.nulls(rows.size, pa.string())
+            pieces.append((rows, C.flat(got[0]), C.flat(prof)))
         if spec.needs_identity:
             # A row whose only identifier was malformed is already reported as such.
             nobody = rows[~has_id[rows] & ~fr.problems.bad[rows]]
             fr.problems.add_at(nobody, None, "ingest.identity_required", "the row names nobody")
+    props, profile = _in_row_order(pieces, n)
     owner = _owner_column(fr, types)
     unit = fr.cols.get("unit_code") if ctx.kind == "customers" else None
     good = pa.array(~fr.problems.bad)
@@ -426,8 +426,8 @@ def stage_events(fr: Frame, ctx: Context) -> Staged:
             "schema_version": pa.array(version_out, pa.int16()),
             "occurred_at": occurred,
             "source": C.const(ctx.source, n),
-            "properties": pa.array(props.tolist(), pa.string()),
-            "_profile": pa.array(profile.tolist(), pa.string()),
+            "properties": props,
+            "_profile": profile,
             "_owner": owner,
             "_unit": unit if unit is not None else pa.nulls(n, pa.string()),
             "_gen": pa.array(is_gen),
@@ -443,6 +443,26 @@ def stage_events(fr: Frame, ctx: Context) -> Staged:
         total=n + len(fr.raw.errors),
         ignored_columns=fr.ignored,
     )
+
+
+def _in_row_order(pieces: list[tuple[np.ndarray, Any, Any]], n: int) -> tuple[Any, Any]:
+    """Concatenate per-group (rows, properties, profile) columns back into row order;
+    rows of no group (rejected event types) are null."""
+    import numpy as np
+    import pyarrow as pa
+
+    covered = np.zeros(n, dtype=bool)
+    for rows, _, _ in pieces:
+        covered[rows] = True
+    rest = np.flatnonzero(~covered)
+    order = np.concatenate([rows for rows, _, _ in pieces] + [rest]).astype(np.int64)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n, dtype=np.int64)
+    take = pa.array(position)
+    nulls = pa.nulls(rest.size, pa.string())
+    props = pa.concat_arrays([p.cast(pa.string()) for _, p, _ in pieces] + [nulls])
+    profile = pa.concat_arrays([q.cast(pa.string()) for _, _, q in pieces] + [nulls])
+    return props.take(take), profile.take(take)
 
 
 def _owner_column(fr: Frame, types: Any) -> Any:

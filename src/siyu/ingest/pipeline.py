@@ -234,9 +234,13 @@ def commit(
         new_rows = ~lake.append("events", brand.id, probe, dry_run=True, keys=keys).duplicate
         wanted = np.zeros(len(ident.group_keys), dtype=bool)
         wanted[ident.group[new_rows & (ident.group >= 0)]] = True
-        if obs.num_rows:
-            stored = lake.append("identity_observations", brand.id, obs, dry_run=True)
-            wanted[obs_group[~stored.duplicate]] = True
+        # Observations of the other groups: missing ones mean OneID failed after the facts
+        # landed (see above). Usually every group has new events and nothing is probed.
+        rest = ~wanted[obs_group] if obs.num_rows else np.zeros(0, dtype=bool)
+        if rest.any():
+            probe_obs = obs.filter(pa.array(rest))
+            stored = lake.append("identity_observations", brand.id, probe_obs, dry_run=True)
+            wanted[obs_group[rest][~stored.duplicate]] = True
         groups = np.flatnonzero(wanted)
     result.seconds["identities"] = round(time.perf_counter() - started, 3)
 
