@@ -128,6 +128,11 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     assert "0 rejected" in out and " rejected" in out
     assert all(" 0 rejected" in line for line in out.splitlines() if "rejected" in line)
     assert "demo-coffee" in out and "demo-beauty" in out
+    # every kind of handed-over file went through the real import: CSV (GB18030, UTF-8 BOM,
+    # UTF-8), XLSX and JSONL
+    for name in ("crm_members.csv", "orders.csv", "events.csv", "csat_survey.xlsx"):
+        assert f"  {name}: " in out and f"  {name}: 0 stored" not in out
+    assert "wecom_contacts.jsonl" in out and "referrals.jsonl" in out
     brands = {b["slug"] for b in json.loads(run("org", "brand", "list", "--json", *d))}
     assert brands == {"demo-coffee", "demo-beauty"}
     staff = json.loads(run("org", "staff", "list", "--brand", "demo-beauty", "--json", *d))

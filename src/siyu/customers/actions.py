@@ -219,14 +219,13 @@ def _write_owners(
 def _write_consents(db: Session, brand: Brand, consents: list[dict[str, Any]]) -> None:
     if not consents:
         return
-    ids = dict(
-        db.execute(
-            select(Identity.value_hash, Identity.id).where(
-                Identity.brand_id == brand.id,
-                Identity.value_hash.in_(sorted({c["hash"] for c in consents})),
-            )
-        ).all()
-    )
+    pairs = {(c["type"], c["hash"]) for c in consents}
+    ids = {
+        h: iid
+        for h, iid in oneid.identities_by_key(
+            db, brand.id, pairs, (Identity.value_hash, Identity.id)
+        )
+    }
     for c in consents:
         identity_id = ids.get(c["hash"])
         if identity_id is None:

@@ -73,6 +73,32 @@ class Parsed:
     set_hash: str
 
 
+def identities_by_key(
+    db: Session, brand_id: str, pairs: Iterable[tuple[str, str]], columns: tuple[Any, ...]
+) -> list[Any]:
+    """Rows of ``columns`` for the identities named by (type, match hash) pairs.
+
+    Queried per type, ``id_type = ? AND value_hash IN (…)``, so the unique index
+    (brand, type, hash) answers each chunk; a ``value_hash IN`` without the type would scan
+    every identity of the brand per chunk (quadratic in the brand's size)."""
+    by_type: dict[str, list[str]] = {}
+    for t, h in pairs:
+        by_type.setdefault(t, []).append(h)
+    out: list[Any] = []
+    for t, hashes in sorted(by_type.items()):
+        for part in chunks(sorted(set(hashes))):
+            out.extend(
+                db.execute(
+                    select(*columns).where(
+                        Identity.brand_id == brand_id,
+                        Identity.id_type == t,
+                        Identity.value_hash.in_(part),
+                    )
+                ).all()
+            )
+    return out
+
+
 def set_hash(keys: Iterable[tuple[str, str]]) -> str:
     text = "|".join(sorted(f"{t}:{h}" for t, h in keys))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
@@ -177,19 +203,16 @@ class Resolver:
     # ------------------------------------------------------------------ cache loading
 
     def prefetch(self, parsed: list[Parsed]) -> None:
-        hashes = sorted({h for p in parsed for _, _, h in p.keys + p.weak_keys})
-        for part in chunks(hashes):
-            rows = self.db.execute(
-                select(
-                    Identity.id,
-                    Identity.id_type,
-                    Identity.value_hash,
-                    Identity.customer_id,
-                    Identity.weak,
-                ).where(Identity.brand_id == self.brand_id, Identity.value_hash.in_(part))
-            )
-            for r in rows:
-                self.idents[(r.id_type, r.value_hash)] = Ident(*r)
+        pairs = {(t, h) for p in parsed for t, _, h in p.keys + p.weak_keys}
+        columns = (
+            Identity.id,
+            Identity.id_type,
+            Identity.value_hash,
+            Identity.customer_id,
+            Identity.weak,
+        )
+        for r in identities_by_key(self.db, self.brand_id, pairs, columns):
+            self.idents[(r.id_type, r.value_hash)] = Ident(*r)
         sets = sorted({p.set_hash for p in parsed})
         for part in chunks(sets):
             for oid, sh, status, at in self.db.execute(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 DEMO_END = date(2026, 11, 20)
+PAGES = ("/pages/index/index", "/pages/goods/detail", "/pages/cart/cart", "/pages/order/checkout")
 
 
 @dataclass(frozen=True)
@@ -264,19 +265,60 @@ def _purchases(
     return cust[order], times[order]
 
 
-def _ids(prefix: str, idx: NDArray[np.int64], salt: int, width: int = 12) -> NDArray[Any]:
-    """Deterministic opaque ids like WeCom's (hex of a mixed integer)."""
+_HEX = b"0123456789abcdef"
+
+
+def _ascii(prefix: str, digits: list[NDArray[np.uint64]], base: int) -> NDArray[Any]:
+    """``prefix`` + one character per digit column, as a numpy unicode array (no loops)."""
+    import numpy as np
+
+    n = len(digits[0]) if digits else 0
+    head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    table = np.frombuffer(_HEX[:base], dtype=np.uint8)
+    buf = np.empty((n, len(head) + len(digits)), dtype=np.uint8)
+    buf[:, : len(head)] = head
+    for k, d in enumerate(digits):
+        buf[:, len(head) + k] = table[d.astype(np.intp)]
+    out: NDArray[Any] = buf.view(f"S{buf.shape[1]}").ravel().astype(f"U{buf.shape[1]}")
+    return out
+
+
+def _ids(prefix: str, idx: NDArray[np.int64], salt: int, width: int = 15) -> NDArray[Any]:
+    """Deterministic opaque ids like WeCom's: ``prefix`` + the hex of a mixed integer.
+
+    The mixing is a bijection on 60 bits, so distinct ``idx`` give distinct ids; at least
+    15 hex digits are kept (all 60 bits), zero-padded to ``width``.
+    """
     import numpy as np
 
     mixed = (idx.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)) & np.uint64(
         (1 << 60) - 1
     )
-    return np.char.add(prefix, np.char.zfill(np.char.mod("%x", mixed), width))
+    width = max(width, 15)
+    digits = [(mixed >> np.uint64(4 * k)) & np.uint64(15) for k in range(width - 1, -1, -1)]
+    return _ascii(prefix, digits, 16)
+
+
+def _decimal(prefix: str, values: NDArray[np.int64], width: int) -> NDArray[Any]:
+    """``prefix`` + ``values`` zero-padded to ``width`` decimal digits (non-negative)."""
+    import numpy as np
+
+    v = values.astype(np.uint64)
+    digits = [(v // np.uint64(10**k)) % np.uint64(10) for k in range(width - 1, -1, -1)]
+    return _ascii(prefix, digits, 10)
 
 
 def generate_brand(
-    shape: BrandShape, customers: int, days: int, seed: int, end: date = DEMO_END
+    shape: BrandShape,
+    customers: int,
+    days: int,
+    seed: int,
+    end: date = DEMO_END,
+    activity: float = 1.0,
 ) -> BrandData:
+    """One brand's customers and behaviour. ``activity`` scales the engagement (page views,
+    messages, check-ins) per customer: 1.0 is the demo's volume, about 3 gives ≥ 20 facts
+    per customer (the benchmark's load)."""
     import numpy as np
 
     rng = np.random.default_rng([seed, sum(map(ord, shape.slug))])
@@ -291,7 +333,8 @@ def generate_brand(
     store_i = rng.integers(0, len(shape.stores), n)
     store = np.array(shape.stores)[store_i]
     guide_no = store_i * shape.guides_per_store + rng.integers(0, shape.guides_per_store, n) + 1
-    owner = np.char.add(shape.guide_prefix, np.char.zfill(guide_no.astype(str), 3))
+    guides = len(shape.stores) * shape.guides_per_store
+    owner = np.array([f"{shape.guide_prefix}{g:03d}" for g in range(1, guides + 1)])[guide_no - 1]
     has_wecom = rng.random(n) < rates["wecom"]
     has_mini = rng.random(n) < rates["mini"]
     has_union = has_mini | (has_wecom & (rng.random(n) < rates["unionid"]))
@@ -314,10 +357,8 @@ def generate_brand(
         },
         n,
     )
-    name = np.char.add(
-        np.array(list(SURNAMES))[rng.integers(0, len(SURNAMES), n)],
-        np.array(GIVEN)[rng.integers(0, len(GIVEN), n)],
-    )
+    names = np.array([s + g for s in SURNAMES for g in GIVEN])
+    name = names[rng.integers(0, len(SURNAMES), n) * len(GIVEN) + rng.integers(0, len(GIVEN), n)]
     birth_days = rng.integers(0, 365, n)
     birth_year = rng.integers(1968, 2006, n)
     city = np.array([CITIES[s.split("-")[1][:2]] for s in shape.stores])[store_i]
@@ -333,10 +374,8 @@ def generate_brand(
         "external_userid": np.where(has_wecom, _ids("wm", idx, salt, 20), ""),
         "unionid": np.where(has_union, _ids("oU", idx, salt + 1, 24), ""),
         "mini_openid": np.where(has_mini, _ids("oM", idx, salt + 2, 24), ""),
-        "phone": np.where(member | (rng.random(n) < 0.1), phone_no.astype(str), ""),
-        "member_no": np.where(
-            member, np.char.add("M", np.char.zfill((idx + 100000).astype(str), 8)), ""
-        ),
+        "phone": np.where(member | (rng.random(n) < 0.1), _decimal("", phone_no, 11), ""),
+        "member_no": np.where(member, _decimal("M", idx + 100000, 8), ""),
         "pos_card": np.where(pos, _ids("C", idx, salt + 3, 10), ""),
         "tmall_buyer": np.where(marketplace["tmall"], _ids("tb_", idx, salt + 11, 10), ""),
         "jd_buyer": np.where(marketplace["jd"], _ids("jd_", idx, salt + 12, 10), ""),
@@ -345,12 +384,15 @@ def generate_brand(
         "name": name,
         "gender": gender,
         "city": city,
+        # every (year, day) once as text, then picked per customer by index
         "birthday": np.array(
             [
                 f"{y}-{(d // 31) % 12 + 1:02d}-{d % 28 + 1:02d}"
-                for y, d in zip(birth_year.tolist(), birth_days.tolist(), strict=True)
+                for y in range(1968, 2006)
+                for d in range(365)
             ]
-        ),
+        )[(birth_year - 1968) * 365 + birth_days],
+        "store_i": store_i,
         "deleted": deleted,
         "delete_s": np.where(deleted, delete_at, 0.0),
         "deleted_by_staff": deleted & (rng.random(n) < 0.1),
@@ -386,7 +428,7 @@ def generate_brand(
         "coupon": coupon,
         "refunded": refunded,
         "refund_s": t + rng.exponential(3 * 86400, len(cust)),
-        "store": customers_cols["store"][cust],
+        "store": store[cust],
         "order_id": _ids("SO", np.arange(len(cust), dtype=np.int64), salt + 21, 14),
     }
     items_cols = {
@@ -398,7 +440,9 @@ def generate_brand(
         "unit_price": price,
         "amount": amount,
     }
-    events = _engagement(rng, shape, customers_cols, orders_cols, horizon, has_mini, has_wecom)
+    events = _engagement(
+        rng, shape, customers_cols, orders_cols, horizon, has_mini, has_wecom, activity
+    )
     return BrandData(
         shape=shape,
         start=start,
@@ -417,6 +461,7 @@ def _engagement(
     horizon: float,
     has_mini: NDArray[np.bool_],
     has_wecom: NDArray[np.bool_],
+    activity: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Page-view funnels, groups, messages, coupons, check-ins, surveys and referrals."""
     import numpy as np
@@ -425,22 +470,19 @@ def _engagement(
     acq = c["acq_s"]
     out: dict[str, dict[str, Any]] = {}
     # mini-program sessions: home -> product (60%) -> cart (35% of those) -> checkout (50%)
-    sessions = rng.poisson(2.5, n) * has_mini
+    sessions = rng.poisson(2.5 * activity, n) * has_mini
     s_cust = np.repeat(np.arange(n), sessions)
     s_time = acq[s_cust] + rng.random(len(s_cust)) * (horizon - acq[s_cust])
     depth = np.ones(len(s_cust), dtype=np.int64)
     depth += rng.random(len(s_cust)) < 0.6
     depth += (depth == 2) & (rng.random(len(s_cust)) < 0.35)
     depth += (depth == 3) & (rng.random(len(s_cust)) < 0.5)
-    pages = np.array(
-        ["/pages/index/index", "/pages/goods/detail", "/pages/cart/cart", "/pages/order/checkout"]
-    )
     pv_sess = np.repeat(np.arange(len(s_cust)), depth)
     step = np.arange(len(pv_sess)) - np.repeat(np.cumsum(depth) - depth, depth)
     out["page_viewed"] = {
         "cust": s_cust[pv_sess],
         "t_s": s_time[pv_sess] + step * 40.0,
-        "path": pages[step],
+        "step": step.astype(np.int8),  # index into PAGES
         "session": pv_sess,
     }
     # groups: a third join their store's group; some leave
@@ -449,14 +491,15 @@ def _engagement(
     j_time = acq[j] + rng.exponential(5 * 86400, len(j))
     keep = j_time < horizon
     j, j_time = j[keep], j_time[keep]
-    chat = np.char.add("wr", np.char.replace(c["store"][j], "-", ""))
+    chats = np.array(["wr" + s.replace("-", "") for s in shape.stores])
+    chat = chats[c["store_i"][j]]
     out["group_joined"] = {"cust": j, "t_s": j_time, "chat_id": chat}
     left = rng.random(len(j)) < 0.12
     l_time = j_time + rng.exponential(30 * 86400, len(j))
     left &= l_time < horizon
     out["group_left"] = {"cust": j[left], "t_s": l_time[left], "chat_id": chat[left]}
     # messages with the guide
-    msgs = rng.poisson(3.0, n) * has_wecom
+    msgs = rng.poisson(3.0 * activity, n) * has_wecom
     m_cust = np.repeat(np.arange(n), msgs)
     m_time = acq[m_cust] + rng.random(len(m_cust)) * (horizon - acq[m_cust])
     received = rng.random(len(m_cust)) < 0.45
@@ -468,12 +511,12 @@ def _engagement(
     red = np.flatnonzero(o["coupon"])
     out["coupon_redeemed"] = {"cust": o["cust"][red], "t_s": o["t_s"][red], "order": red}
     # check-ins by group members
-    ci = rng.poisson(4.0, len(j)) * (rng.random(len(j)) < 0.5)
+    ci = rng.poisson(4.0 * activity, len(j)) * (rng.random(len(j)) < 0.5)
     ci_cust = np.repeat(j, ci)
     ci_time = np.repeat(j_time, ci) + rng.random(len(ci_cust)) * (horizon - np.repeat(j_time, ci))
     out["checked_in"] = {"cust": ci_cust, "t_s": ci_time}
-    # CSAT on 15% of orders, mostly 4-5
-    sv = np.flatnonzero(rng.random(len(o["cust"])) < 0.15)
+    # CSAT answered after 5% of orders (a usual response rate), mostly 4-5
+    sv = np.flatnonzero(rng.random(len(o["cust"])) < 0.05)
     score = rng.choice([1, 2, 3, 4, 5], size=len(sv), p=[0.03, 0.05, 0.12, 0.35, 0.45])
     sv_time = o["t_s"][sv] + 3600 * 6
     keep = sv_time < horizon
@@ -492,11 +535,16 @@ def _engagement(
 
 
 def generate(
-    customers: int = 20_000, days: int = 180, seed: int = 2026, end: date = DEMO_END
+    customers: int = 20_000,
+    days: int = 180,
+    seed: int = 2026,
+    end: date = DEMO_END,
+    activity: float = 1.0,
 ) -> list[BrandData]:
     """Both demo brands, splitting ``customers`` by each brand's share."""
-    out = []
-    for shape in SHAPES:
-        n = max(10, round(customers * shape.share))
-        out.append(generate_brand(shape, n, days, seed, end))
-    return out
+    return [generate_brand(shape, n, days, seed, end, activity) for shape, n in split(customers)]
+
+
+def split(customers: int) -> list[tuple[BrandShape, int]]:
+    """Customers per demo brand (by each brand's share, at least 10)."""
+    return [(shape, max(10, round(customers * shape.share))) for shape in SHAPES]
