@@ -257,3 +257,119 @@ def id_types(db: Session, brand: Brand) -> dict[str, dict[str, Any]]:
         n: {"strong": t.strong, "unique": t.unique, "priority": t.priority}
         for n, t in sorted(cfg.types.items(), key=lambda kv: kv[1].priority)
     }
+
+
+def identity_map(db: Session, brand_id: str, customer_ids: list[str] | None = None) -> Any:
+    """Today's OneID as an Arrow table ``(identity_key, customer_id)``: every strong identity
+    that belongs to a customer. Facts in the lake carry identity keys; joining them with this
+    map attributes them to customers as they are now (after merges and splits).
+
+    Internal to analytics callers (tags, segments, KPIs) that have passed the funnel.
+    ``customer_ids`` restricts the map (incremental computations)."""
+    import pyarrow as pa
+
+    def fetch(ids: list[str] | None) -> list[Any]:
+        stmt = select(Identity.id_type, Identity.value_hash, Identity.customer_id).where(
+            Identity.brand_id == brand_id, Identity.customer_id.is_not(None)
+        )
+        if ids is not None:
+            stmt = stmt.where(Identity.customer_id.in_(ids))
+        return list(db.execute(stmt))
+
+    if customer_ids is None:
+        rows = fetch(None)
+    else:
+        rows = []
+        for start in range(0, len(customer_ids), 500):
+            rows.extend(fetch(customer_ids[start : start + 500]))
+    keys = [f"{t}:{h}" for t, h, _ in rows]
+    return pa.table(
+        {
+            "identity_key": pa.array(keys, pa.string()),
+            "customer_id": pa.array([c for _, _, c in rows], pa.string()),
+        }
+    )
+
+
+def active_customer_ids(db: Session, brand_id: str) -> list[str]:
+    """Every active (not merged-away) customer of the brand, sorted."""
+    stmt = (
+        select(Customer.id)
+        .where(Customer.brand_id == brand_id, Customer.status == "active")
+        .order_by(Customer.id)
+    )
+    return list(db.scalars(stmt))
+
+
+def customers_changed_since(db: Session, brand_id: str, since: datetime | None) -> list[str]:
+    """Customers OneID created, merged or split since ``since`` (all when None)."""
+    if since is None:
+        return active_customer_ids(db, brand_id)
+    out: set[str] = set(
+        db.scalars(
+            select(Customer.id).where(Customer.brand_id == brand_id, Customer.created_at >= since)
+        )
+    )
+    for before, after in db.execute(
+        select(OneIdLog.customer_ids, OneIdLog.result_ids).where(
+            OneIdLog.brand_id == brand_id, OneIdLog.at >= since
+        )
+    ):
+        out.update(before or [])
+        out.update(after or [])
+    return sorted(out)
+
+
+def customers_of_keys(db: Session, brand_id: str, identity_keys: list[str]) -> list[str]:
+    """Customers holding any of these identity keys (``type:hash``) today."""
+    from siyu.customers.oneid import identities_by_key
+
+    pairs = {(t, h) for t, _, h in (k.partition(":") for k in identity_keys)}
+    rows = identities_by_key(db, brand_id, pairs, (Identity.customer_id,))
+    return sorted({cid for (cid,) in rows if cid})
+
+
+def _active_in(brand_id: str, ids: list[str] | None) -> list[Any]:
+    """Conditions for active customers of a brand, optionally among ``ids`` (chunked)."""
+    base = [Customer.brand_id == brand_id, Customer.status == "active"]
+    if ids is None:
+        return [base]
+    return [[*base, Customer.id.in_(ids[i : i + 500])] for i in range(0, len(ids), 500)]
+
+
+def first_seen_days(
+    db: Session, brand_id: str, ids: list[str] | None, tz: str
+) -> dict[str, int | None]:
+    """Active customers → brand-local day number (days since 1970-01-01) first seen."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    epoch = date(1970, 1, 1)
+    out: dict[str, int | None] = {}
+    for cond in _active_in(brand_id, ids):
+        for cid, seen in db.execute(select(Customer.id, Customer.first_seen_at).where(*cond)):
+            out[cid] = None if seen is None else (seen.astimezone(zone).date() - epoch).days
+    return out
+
+
+def owners_and_home_units(
+    db: Session, brand_id: str, ids: list[str] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Active customers → owner staff id, and → home unit code (where set)."""
+    from siyu.org.models import OrgUnit
+
+    owners: dict[str, str] = {}
+    homes: dict[str, str] = {}
+    for cond in _active_in(brand_id, ids):
+        stmt = (
+            select(Customer.id, Customer.owner_staff_id, OrgUnit.code)
+            .outerjoin(OrgUnit, OrgUnit.id == Customer.home_unit_id)
+            .where(*cond)
+        )
+        for cid, owner, code in db.execute(stmt):
+            if owner:
+                owners[cid] = owner
+            if code:
+                homes[cid] = code
+    return owners, homes

@@ -129,7 +129,7 @@ def per_distinct(
     codes = indices.to_numpy(zero_copy_only=False)
     null_rows = np.asarray(indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     codes = np.where(null_rows, 0, codes).astype(np.int64)
-    distinct_reasons = np.asarray(reasons + [None], dtype=object)
+    distinct_reasons = np.asarray([*reasons, None], dtype=object)
     codes[null_rows] = len(reasons)
     reason_arr = distinct_reasons[codes]
     bad = np.asarray([r is not None for r in reasons] + [False], dtype=bool)[codes]

@@ -24,7 +24,8 @@ def load_models() -> None:
     import siyu.core.audit
     import siyu.customers.models
     import siyu.ingest.models
-    import siyu.org.models  # noqa: F401
+    import siyu.org.models
+    import siyu.tags.models  # noqa: F401
 
 
 def config(url: str) -> Config:

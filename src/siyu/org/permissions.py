@@ -31,6 +31,8 @@ PERMISSIONS = (
     "customers.reveal",
     "customers.merge",
     "events.write",
+    "tags.write",
+    "segments.export",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -45,7 +47,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "guide": _READ | {"customers.write"},
     "community_operator": _READ | {"customers.write"},
     "content_operator": frozenset({"org.read"}),
-    "analyst": _READ | {"audit.read"},
+    "analyst": _READ | {"audit.read", "tags.write"},
 }
 
 # Scopes an API key may be given (a key never manages brands or other keys).
