@@ -218,8 +218,10 @@ def bulk_insert(db: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     for name in rows[0]:
         column = table.c[name]
         col = [row[name] for row in rows]
-        if column.default is None and column.server_default is None and not any(
-            v is not None for v in col
+        if (
+            column.default is None
+            and column.server_default is None
+            and not any(v is not None for v in col)
         ):
             continue
         col_type = column.type
