@@ -135,6 +135,43 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     assert "wecom_contacts.jsonl" in out and "referrals.jsonl" in out
     brands = {b["slug"] for b in json.loads(run("org", "brand", "list", "--json", *d))}
     assert brands == {"demo-coffee", "demo-beauty"}
+    # the demo runs the tags too: the standard pack and the built-ins computed, none failing
+    assert out.count("  tags: ok") == 2
+    tags = json.loads(run("tags", "list", "--brand", "demo-coffee", "--json", *d))
+    keys = {t["key"] for t in tags}
+    assert {"repeat_buyer", "lifecycle_active", "rfm_r_5", "p_alive", "home_store"} <= keys
+    assert all(t["health"] in ("ok", "paused") for t in tags)
+    fitted = json.loads(run("value", "fit", "--brand", "demo-coffee", "--json", *d))
+    assert set(fitted["bgnbd"]) == {"r", "alpha", "a", "b"}
+    assert set(fitted["gamma_gamma"]) == {"p", "q", "gamma"}
+    sql = run(
+        "tags",
+        "sql",
+        "repeat_buyer",
+        "--tag",
+        "--brand",
+        "demo-coffee",
+        "--dialect",
+        "clickhouse",
+        *d,
+    )
+    assert "SELECT" in sql and "orders" in sql
+    pack = tmp_path / "pack.csv"
+    run(
+        "segments",
+        "export",
+        "vip_active",
+        "--brand",
+        "demo-coffee",
+        "--format",
+        "audience",
+        "--output",
+        str(pack),
+        *d,
+    )
+    lines = pack.read_text().splitlines()
+    assert lines[0] == "md5,sha256"
+    assert all(len(m) == 32 and len(s) == 64 for m, s in (x.split(",") for x in lines[1:]))
     staff = json.loads(run("org", "staff", "list", "--brand", "demo-beauty", "--json", *d))
     shared = next(s for s in staff if s["username"] == "guide.shared")
     assert shared["brands"] == ["demo-beauty", "demo-coffee"]

@@ -74,6 +74,26 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/oneid/reviews/{review}:decide"): {"json": {"approve": True}},
     ("POST", "/api/v1/brands/{brand}/oneid:run"): {},
     ("PUT", "/api/v1/brands/{brand}/oneid/identifier-types/{id_type}"): {"json": {"unique": True}},
+    ("POST", "/api/v1/brands/{brand}/tag-groups"): {"json": {"key": "probe_group", "name": "g"}},
+    ("POST", "/api/v1/brands/{brand}/tags"): {
+        "json": {"key": "probe_tag", "name": "t", "group": "rules", "rule": "exists(page_viewed)"}
+    },
+    ("PATCH", "/api/v1/brands/{brand}/tags/{tag}"): {"json": {"name": "renamed"}},
+    ("DELETE", "/api/v1/brands/{brand}/tags/{tag}"): {},
+    ("POST", "/api/v1/brands/{brand}/tags:check"): {"json": {"rule": "exists(page_viewed)"}},
+    ("PUT", "/api/v1/brands/{brand}/tags/{tag}/customers"): {
+        "json": {"customer_ids": ["{customer}"]}
+    },
+    ("PUT", "/api/v1/brands/{brand}/tag-settings"): {
+        "json": {"group": "lifecycle", "params": {"new_days": 14}}
+    },
+    ("POST", "/api/v1/brands/{brand}/tags:compute"): {"json": {"mode": "full"}},
+    ("POST", "/api/v1/brands/{brand}/segments"): {
+        "json": {"key": "probe_seg", "name": "s", "definition": "tag_lifecycle_new"}
+    },
+    ("PATCH", "/api/v1/brands/{brand}/segments/{segment}"): {"json": {"name": "renamed"}},
+    ("POST", "/api/v1/brands/{brand}/segments:preview"): {"json": {"definition": "tag_b_vip"}},
+    ("POST", "/api/v1/brands/{brand}/segments/{segment}:snapshot"): {},
 }
 
 
@@ -95,6 +115,9 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     from siyu.customers import actions as customer_actions
     from siyu.customers.models import Identity, Review
     from siyu.customers.schemas import ObservationIn
+    from siyu.tags import actions as tag_actions
+    from siyu.tags import segments
+    from siyu.tags.schemas import SegmentIn, TagIn
 
     b = queries.access_brand(db, SYSTEM, "b-shop")
     unit = queries.resolve_unit(db, b, "B-S01")
@@ -136,7 +159,13 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     )
     review = db.scalar(select(Review.id).where(Review.brand_id == b.id))
     assert unit and staff and key and customer and customer2 and identity and review
+    tag_actions.create_tag(
+        db, SYSTEM, b, TagIn(key="b_vip", name="b", group="manual", kind="manual")
+    )
+    segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
     return {
+        "tag": "b_vip",
+        "segment": "b_seg",
         "id_type": "pos_card",
         "unit": unit.id,
         "staff": staff.id,
@@ -190,7 +219,7 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key|customer|review)\}", route):
+        if re.search(r"\{(unit|staff|key|customer|review|tag|segment)\}", route):
             r = request(
                 client,
                 method,

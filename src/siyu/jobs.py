@@ -45,8 +45,11 @@ def kinds() -> list[JobKind]:
 
 def _builtin() -> None:
     from siyu.ingest.actions import flush_inbox
+    from siyu.tags.actions import run_scheduled
 
     _registry.setdefault("ingest.inbox", JobKind("ingest.inbox", flush_inbox, batch=5000))
+    # after the inbox, so a round's tags see the events it has just flushed
+    _registry.setdefault("tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10))
 
 
 def run_once(factory: sessionmaker[Session] | None = None) -> dict[str, int]:

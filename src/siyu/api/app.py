@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import customers, ingest, org
+from siyu.api import customers, ingest, org, tags
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -35,3 +35,4 @@ def install(app: FastAPI) -> None:
     app.include_router(org.router, prefix=PREFIX)
     app.include_router(customers.router, prefix=PREFIX)
     app.include_router(ingest.router, prefix=PREFIX)
+    app.include_router(tags.router, prefix=PREFIX)

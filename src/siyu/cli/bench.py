@@ -110,3 +110,32 @@ def demo(
         progress=lambda line: typer.echo(line, err=True),
     )
     typer.echo(json.dumps(figures))
+
+
+@app.command("tags")
+def tags(
+    customers: Annotated[int, typer.Option("--customers")] = 1_000_000,
+    events: Annotated[int, typer.Option("--events")] = 20_000_000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    threads: Annotated[int, typer.Option("--threads", help="DuckDB threads.")] = 2,
+    pandas_max_events: Annotated[
+        int, typer.Option("--pandas-max-events", help="Events the pandas reference reads.")
+    ] = 2_000_000,
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs of each (median).")] = 2,
+) -> None:
+    """The standard tag pack (20 rules, RFM, lifecycle, value models) vs hand-written DuckDB
+    SQL and a straightforward pandas implementation, on generated facts."""
+    from siyu.bench.tags import run
+
+    typer.echo(
+        json.dumps(
+            run(
+                customers,
+                events,
+                seed,
+                threads=threads,
+                pandas_max_events=pandas_max_events,
+                repeat=repeat,
+            )
+        )
+    )

@@ -93,10 +93,14 @@ def emit(data: Any, as_json: bool, columns: list[str] | None = None) -> None:
         typer.echo("(none)")
         return
     cols = columns or list(rows[0].keys())
-    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in cols}
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    widths = {c: max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in cols}
     typer.echo("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
-        typer.echo("  ".join(str(r.get(c) or "").ljust(widths[c]) for c in cols))
+        typer.echo("  ".join(cell(r.get(c)).ljust(widths[c]) for c in cols))
 
 
 def isatty() -> bool:

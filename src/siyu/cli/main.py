@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, customers, ingest, org
+from siyu.cli import bench, customers, ingest, org, tags
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -42,6 +42,9 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(ingest.ingest_app, name="ingest")
 app.add_typer(ingest.events_app, name="events")
 app.add_typer(ingest.lake_app, name="lake")
+app.add_typer(tags.app, name="tags")
+app.add_typer(tags.segments_app, name="segments")
+app.add_typer(tags.value_app, name="value")
 app.command("worker")(ingest.worker)
 
 
@@ -117,6 +120,7 @@ def demo(
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, and serve the console."""
+    from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
     from siyu.demo.generate import generate
     from siyu.demo.org import build_demo_org
@@ -137,6 +141,12 @@ def demo(
                     f"  {r['file']}: {r['accepted']} stored, {r['duplicates']} already "
                     f"there, {r['rejected']} rejected ({r['seconds']} s)"
                 )
+            b = queries.access_brand(db, org.CLI, brand.shape.slug)
+            tagged = demo_tags.summary(demo_tags.setup(db, b))
+            typer.echo(
+                f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"
+                + "".join(f"\n  tag {k} failed: {e}" for k, e in tagged["failed"].items())
+            )
     typer.echo(f"demo agency {result.agency_slug}: brands {', '.join(result.brands)}")
     typer.echo(
         f"sign in as {result.admin_username} / {result.password} "

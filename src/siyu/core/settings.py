@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # Fact lake (Delta tables): a local path or an object-store URI (s3://…); default
     # <data_dir>/lake. Object-store credentials come from the usual environment variables.
     lake_uri: str | None = None
+    # `siyu worker` computes each brand's tags when its last run is older than this
+    tags_interval_minutes: int = 60
 
     @field_validator("default_timezone")
     @classmethod

@@ -342,3 +342,35 @@ def compute(db: Session, actor: Actor, brand: Brand, body: RunIn) -> TagRun:
             after={"mode": run.mode, "status": run.status, "changes": run.changes},
         )
     return run
+
+
+def run_scheduled(db: Session, limit: int) -> int:
+    """The worker's schedule: compute (``auto``) each brand whose last run started longer ago
+    than ``SIYU_TAGS_INTERVAL_MINUTES``, up to ``limit`` brands; returns brands computed.
+    A brand whose run is in progress (started within the interval) is left alone."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from siyu.core.settings import get_settings
+    from siyu.core.tenancy import SYSTEM
+    from siyu.org.models import Brand
+
+    due = utcnow() - timedelta(minutes=get_settings().tags_interval_minutes)
+    last = (
+        select(TagRun.brand_id, func.max(TagRun.started_at).label("at"))
+        .group_by(TagRun.brand_id)
+        .subquery()
+    )
+    brands = list(
+        db.scalars(
+            select(Brand)
+            .outerjoin(last, last.c.brand_id == Brand.id)
+            .where((last.c.at.is_(None)) | (last.c.at < due))
+            .order_by(Brand.id)
+            .limit(limit)
+        )
+    )
+    for brand in brands:
+        compute(db, SYSTEM, brand, RunIn(mode="auto"))
+    return len(brands)

@@ -45,11 +45,12 @@ def normalise(db: Session, brand: Brand, text: str | None, tree: Mapping[str, An
         raise Invalid("tags.rule_required")
     cat = catalogue(db, brand)
     checked = lang.check_rule(text if text else dict(tree or {}), cat)
+    canonical = str(lang.to_text(checked.tree))
     if text and tree:
-        other = lang.check_rule(dict(tree), cat)
-        if other.text != checked.text:
-            raise Invalid("tags.rule_mismatch", text=checked.text, tree=other.text)
-    return str(checked.text)
+        other = str(lang.to_text(lang.check_rule(dict(tree), cat).tree))
+        if other != canonical:
+            raise Invalid("tags.rule_mismatch", text=canonical, tree=other)
+    return canonical
 
 
 def customers_table(db: Session, brand_id: str, ids: list[str] | None) -> pa.Table:

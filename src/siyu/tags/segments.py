@@ -80,7 +80,7 @@ def _fields(node: Any) -> set[str]:
 
 def check(db: Session, brand: Brand, definition: str) -> str:
     """The canonical text of a definition; ``Invalid`` with the position and reason."""
-    return str(lang.check_rule(definition, _catalogue(db, brand)).text)
+    return str(lang.to_text(lang.check_rule(definition, _catalogue(db, brand)).tree))
 
 
 def _visible(db: Session, actor: Actor, brand: Brand) -> list[str] | None:
@@ -137,7 +137,7 @@ def evaluate(
         facts = lang.facts_from_lake(engine, brand.id, idmap, customers)
         expr = lang.compile_rule(checked.text, cat, facts, as_of or utcnow(), brand.timezone)
         got = engine.execute(expr)
-    return Evaluated(checked.text, sorted(got.column("customer_id").to_pylist()))
+    return Evaluated(lang.to_text(checked.tree), sorted(got.column("customer_id").to_pylist()))
 
 
 def count(db: Session, actor: Actor, brand: Brand, definition: str) -> int:
