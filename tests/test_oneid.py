@@ -306,6 +306,15 @@ def test_incremental_and_full_agree_in_any_order(
         actions.observe_batch(db, SYSTEM, b2, shuffled[i : i + batch])
     incremental_1, incremental_2 = partition(db, b1), partition(db, b2)
     assert incremental_1 == incremental_2
+    # the bulk path for new identities gives what one-by-one resolution gives
+    from unittest import mock
+
+    from siyu.customers import oneid
+
+    b3 = org_actions.create_brand(db, SYSTEM, BrandIn(slug=f"p3-{suffix}", name="p3"))
+    with mock.patch.object(oneid.Resolver, "observe_fresh", lambda self, parsed, slots: None):
+        actions.observe_batch(db, SYSTEM, b3, items)
+    assert partition(db, b3) == incremental_1
     # the full recompute changes nothing
     actions.run_full(db, SYSTEM, b2)
     assert partition(db, b2) == incremental_2

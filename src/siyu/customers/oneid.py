@@ -257,7 +257,11 @@ class Resolver:
 
     def observe(self, parsed: list[Parsed]) -> list[ObserveResult]:
         self.prefetch(parsed)
-        results = [self.observe_one(p) for p in parsed]
+        slots: list[ObserveResult | None] = [None] * len(parsed)
+        self.observe_fresh(parsed, slots)
+        results = [
+            r if r is not None else self.observe_one(p) for p, r in zip(parsed, slots, strict=True)
+        ]
         self.flush()
         # A later item may have recomputed a component an earlier item resolved into: report
         # where each observation's strongest identity ended up after the whole batch.
@@ -270,6 +274,135 @@ class Resolver:
                     result = result.model_copy(update={"customer_id": cid})
             final.append(result)
         return final
+
+    def observe_fresh(self, parsed: list[Parsed], slots: list[ObserveResult | None]) -> None:
+        """The bulk path for the common case of an import: observations whose identities are
+        all new to the store. Their strong identifiers are grouped into connected components
+        over the batch; a component that touches no stored identity or observation and holds
+        at most one identity of each unique type is exactly one new customer (what a union of
+        its observations in any order gives), so it is written in bulk. Everything else —
+        weak-only observations, components touching stored identities or breaking a unique
+        type — is left in ``slots`` as None for :meth:`observe_one`."""
+        candidates = [
+            i
+            for i, p in enumerate(parsed)
+            if p.keys
+            and p.set_hash not in self.seen_obs
+            and not any((t, h) in self.idents for t, _, h in p.keys + p.weak_keys)
+        ]
+        if not candidates:
+            return
+        # union-find over the strong identifiers of the candidates
+        parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+        def find(x: tuple[str, str]) -> tuple[str, str]:
+            root = x
+            while parent[root] != root:
+                root = parent[root]
+            while parent[x] != root:
+                parent[x], x = root, parent[x]
+            return root
+
+        for i in candidates:
+            keys = [(t, h) for t, _, h in parsed[i].keys]
+            for k in keys:
+                parent.setdefault(k, k)
+            first = find(keys[0])
+            for k in keys[1:]:
+                other = find(k)
+                if other != first:
+                    parent[other] = first
+        # a component is fresh unless one of its identifiers also appears in an observation
+        # of the batch that is not a candidate (that one touches the store)
+        members: dict[tuple[str, str], list[int]] = {}
+        for i in candidates:
+            members.setdefault(find((parsed[i].keys[0][0], parsed[i].keys[0][2])), []).append(i)
+        taken = set(candidates)
+        blocked: set[tuple[str, str]] = set()
+        for i, p in enumerate(parsed):
+            if i in taken:
+                continue
+            for t, _, h in p.keys:
+                if (t, h) in parent:
+                    blocked.add(find((t, h)))
+        unique = self.cfg.unique
+        for root, rows in members.items():
+            if root in blocked:
+                continue
+            strong: dict[tuple[str, str], tuple[str, Parsed]] = {}
+            for i in rows:
+                for t, norm, h in parsed[i].keys:
+                    strong.setdefault((t, h), (norm, parsed[i]))
+            per_type: dict[str, int] = {}
+            for t, _ in strong:
+                if t in unique:
+                    per_type[t] = per_type.get(t, 0) + 1
+            if any(n > 1 for n in per_type.values()):
+                continue  # a unique type would hold two values: the slow path queues a review
+            self._write_fresh(parsed, rows, strong, slots)
+
+    def _write_fresh(
+        self,
+        parsed: list[Parsed],
+        rows: list[int],
+        strong: dict[tuple[str, str], tuple[str, Parsed]],
+        slots: list[ObserveResult | None],
+    ) -> None:
+        times = [parsed[i].observed_at for i in rows]
+        first, last = min(times), max(times)
+        cid = self.create_customer(parsed[rows[0]])
+        self.cust_touch[cid] = (first, last)
+        seen_at: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for i in rows:
+            p = parsed[i]
+            for t, _, h in p.keys + p.weak_keys:
+                lo, hi = seen_at.get((t, h), (p.observed_at, p.observed_at))
+                seen_at[(t, h)] = (min(lo, p.observed_at), max(hi, p.observed_at))
+        for (t, h), (norm, p) in strong.items():
+            ident = self.ident_for(p, t, norm, h, False)
+            ident.customer_id = cid
+            row = self.new_idents[ident.id]
+            row["customer_id"] = cid
+            row["first_seen_at"], row["last_seen_at"] = seen_at[(t, h)]
+            if t in self.cfg.unique:
+                self.unique_of[cid].setdefault(t, set()).add(ident.id)
+        created = False
+        for i in rows:
+            p = parsed[i]
+            weak = [self.ident_for(p, t, n, h, True) for t, n, h in p.weak_keys]
+            seen = self.seen_obs.get(p.set_hash)
+            if seen is None:
+                oid = new_id()
+                self.new_obs.append(
+                    {
+                        "id": oid,
+                        "brand_id": self.brand_id,
+                        "set_hash": p.set_hash,
+                        "source": p.item.source,
+                        "ref": p.item.ref,
+                        "observed_at": p.observed_at,
+                        "last_seen_at": p.observed_at,
+                        "seen_count": 1,
+                        "status": "applied",
+                        "manual": False,
+                        "note": None,
+                        "profile": None,
+                    }
+                )
+                self.seen_obs[p.set_hash] = (oid, "applied", p.observed_at)
+                idents = [self.idents[(t, h)] for t, _, h in p.keys] + weak
+                self.new_members.extend(
+                    {"observation_id": oid, "identity_id": x.id, "weak": x.weak} for x in idents
+                )
+            else:  # the same identifier set earlier in this batch
+                oid, _, at = seen
+                lo, hi, n = self.obs_touch.get(oid, (at, at, 0))
+                self.obs_touch[oid] = (min(lo, p.observed_at), max(hi, p.observed_at), n + 1)
+            t, _, h = p.keys[0]
+            slots[i] = ObserveResult.model_construct(
+                customer_id=cid, identity_key=f"{t}:{h}", status="linked" if created else "created"
+            )
+            created = True
 
     def ident_for(self, p: Parsed, t: str, norm: str, h: str, weak: bool) -> Ident:
         ident = self.idents.get((t, h))
