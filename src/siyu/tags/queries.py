@@ -90,6 +90,8 @@ def tag_library(db: Session, actor: Actor, brand: Brand) -> list[TagGroupOut]:
         if g.builtin:  # built-ins keep their designed order (5 → 1, lifecycle stages …)
             order = {t.key: i for i, t in enumerate(_builtin_order(g.key))}
             own.sort(key=lambda t: order.get(t.key, len(order)))
+        elif g.kind == "wecom":  # WeCom's own order, as the admin console shows it
+            own.sort(key=lambda t: (int((t.spec or {}).get("order", 0)), t.name))
         out.append(
             TagGroupOut(
                 id=g.id,
