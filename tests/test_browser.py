@@ -2,6 +2,7 @@
 
 The agency manager signs in, switches to the tea brand, creates a store and a guide assigned
 to it, and finds both on the org tree and staff pages — once in Chinese, once in English.
+The rule builder updates its live count while a rule is typed.
 A screenshot of the org page lands in ``test-artifacts/browser/`` (git-ignored).
 """
 
@@ -183,4 +184,31 @@ def test_agency_manager_builds_a_store_with_a_guide(
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"org-{lang}.png"), full_page=True)
+    assert errors == []
+
+
+def test_typing_a_rule_updates_the_live_count(live_server: str, browser_page: Any) -> None:
+    """The rule builder: htmx checks the rule while it is typed and shows the count, or the
+    error with the offending part marked."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server}/login")
+    page.fill("#username", "a.admin")
+    page.fill("#password", "password123")
+    page.get_by_role("button", name="登录").click()
+    page.goto(f"{live_server}/b/a-coffee/tags")
+    check = page.locator("#tag-check")
+    expect(check.locator('[data-check="empty"]')).to_be_visible()
+
+    rule = page.locator("#tag-rule")
+    rule.press_sequentially("count(order_payed) >= 1")
+    expect(check.locator('[data-code="tags.unknown_event"]')).to_be_visible()
+    expect(check.locator("mark")).to_have_text("order_payed")
+
+    rule.fill("")
+    rule.press_sequentially("count(order_paid, last 90d) >= 2")
+    expect(check.locator("[data-count]")).to_have_text("0")  # nobody has bought yet
     assert errors == []

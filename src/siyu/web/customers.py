@@ -1,5 +1,6 @@
 """Customer pages: search ``/b/{brand}/customers`` and the Customer 360
-``/b/{brand}/customers/{customer}``, with reveal, split and merge.
+``/b/{brand}/customers/{customer}``, with reveal, split and merge, and the customer's tags
+(manual ones set and removed here through ``tags.actions.set_manual``).
 
 Reads go through the customers domain's funnel (``queries.access_customer``, ``search``), so
 the viewer's data scope applies without this module knowing about it; every value shown is
@@ -25,6 +26,9 @@ from siyu.core.errors import Invalid, SiyuError
 from siyu.customers import actions, queries
 from siyu.customers.views import Customer360, customer_360, search_rows
 from siyu.org.models import Brand
+from siyu.tags import actions as tag_actions
+from siyu.tags import queries as tag_queries
+from siyu.tags.schemas import ManualTagIn
 from siyu.web.deps import Con, Console, Form, text_field
 from siyu.web.render import FormState, has_key, html, page, translator
 
@@ -77,9 +81,17 @@ def customer_page(
     split_form: FormState | None = None,
     merge_form: FormState | None = None,
     notice: dict[str, str] | None = None,
+    tag_form: FormState | None = None,
 ) -> Response:
     customer = queries.access_customer(con.db, con.actor, b, customer_id)
     view = customer_360(con.db, con.actor, b, customer)
+    held = tag_queries.customer_tags(con.db, con.actor, b, view.id)
+    manual = [
+        (t.key, f"{t.name} · {g.name}")
+        for g in tag_queries.tag_library(con.db, con.actor, b)
+        for t in g.tags
+        if t.kind == "manual" and t.status == "active"
+    ]
     return page(
         con,
         "customers_360.html",
@@ -93,6 +105,9 @@ def customer_page(
         split_form=split_form or FormState(),
         merge_form=merge_form or FormState(),
         notice=notice or {},
+        tags=held,
+        manual_tags=manual,
+        tag_form=tag_form or FormState(),
         canonical=f"/b/{b.slug}/customers/{view.id}",
     )
 
@@ -166,3 +181,20 @@ def merge(brand: str, customer: str, con: Con, form: Form) -> Response:
     absorbed = other if survivor.id == current.id else current.id
     target = f"/b/{b.slug}/customers/{survivor.id}?merged={quote(absorbed)}"
     return RedirectResponse(target, status_code=303)
+
+
+@router.post("/b/{brand}/customers/{customer}/tags")
+def set_tag(brand: str, customer: str, con: Con, form: Form) -> Response:
+    """Set (``present=1``) or remove (``present=0``) a manual tag on this customer."""
+    b = con.brand(brand, "customers.write")
+    current = queries.access_customer(con.db, con.actor, b, customer, "customers.write")
+    key = text_field(form, "tag")[:64]
+    present = text_field(form, "present") != "0"
+    try:
+        body = ManualTagIn(customer_ids=[current.id], present=present)
+        tag_actions.set_manual(con.db, con.actor, b, key, body)
+    except SiyuError as exc:
+        state = FormState.failed(exc, {"tag": key}, con.locale)
+        state.errors.setdefault("tag", state.message)
+        return customer_page(con, b, current.id, exc.status, tag_form=state)
+    return RedirectResponse(f"/b/{b.slug}/customers/{current.id}#tags", status_code=303)

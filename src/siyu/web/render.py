@@ -47,6 +47,8 @@ NAV = (
     ("overview", "", "org.read"),
     ("customers", "/customers", "customers.read"),
     ("oneid_reviews", "/oneid/reviews", "customers.merge"),
+    ("tags", "/tags", "customers.read"),
+    ("segments", "/segments", "customers.read"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),
