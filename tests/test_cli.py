@@ -141,6 +141,11 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     keys = {t["key"] for t in tags}
     assert {"repeat_buyer", "lifecycle_active", "rfm_r_5", "p_alive", "home_store"} <= keys
     assert all(t["health"] in ("ok", "paused") for t in tags)
+    shown = json.loads(
+        run("tags", "settings", "--brand", "demo-coffee", "--group", "rfm_segment", *d)
+    )
+    assert shown["params"]["recency"] == [30, 60, 90, 180]
+    assert len(shown["derived"]["monetary"]) == 4  # derived from the data by the full run
     fitted = json.loads(run("value", "fit", "--brand", "demo-coffee", "--json", *d))
     assert set(fitted["bgnbd"]) == {"r", "alpha", "a", "b"}
     assert set(fitted["gamma_gamma"]) == {"p", "q", "gamma"}

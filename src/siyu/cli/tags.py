@@ -169,6 +169,46 @@ def check(
         typer.echo(f"{text}\n{segments.count(db, CLI, b, text)} customers")
 
 
+@app.command("settings")
+@handled
+def settings(
+    brand: BrandOpt,
+    group: Annotated[str, typer.Option("--group", help="rfm_segment, lifecycle or value_model.")],
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="JSON of the parameters to change, e.g. '{\"recency\": [30, 60, 90, 180]}'.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show or change a computed group's brand-set parameters (RFM cut points in days,
+    purchase days and fen; lifecycle days; value model horizon). Changed groups are
+    recomputed for everybody on the next run."""
+    from siyu.tags import actions
+    from siyu.tags.builtin import DEFAULT_SETTINGS
+    from siyu.tags.schemas import SettingsIn
+
+    with session(data_dir) as db:
+        b = access_brand(db, CLI, brand, "customers.read")
+        if params is not None:
+            try:
+                values = json.loads(params)
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(f"--set is not JSON: {exc.msg}") from exc
+            body = SettingsIn.model_validate({"group": group, "params": values})
+            saved = actions.update_settings(db, CLI, b, body)
+        else:
+            saved = actions.group_by_key(db, b, group)
+        section = {"rfm_segment": "rfm", "lifecycle": "lifecycle", "value_model": "value"}
+        if group not in section:
+            raise typer.BadParameter(f"unknown group {group!r}")
+        current = {**DEFAULT_SETTINGS[section[group]], **(saved.settings or {}).get("params", {})}
+        derived = (saved.settings or {}).get("derived", {})
+    typer.echo(json.dumps({"params": current, "derived": derived}, ensure_ascii=False, indent=2))
+
+
 @segments_app.command("list")
 @handled
 def list_segments(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
