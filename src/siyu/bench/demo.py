@@ -30,7 +30,7 @@ import resource
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,54 +163,33 @@ def reference_import(path: Path, brand_id: str, limit: int, target: Path) -> tup
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    import pyarrow as pa
-    from deltalake import write_deltalake
-
+    from siyu.bench.ingest import naive_write
     from siyu.core.money import parse_yuan
-    from siyu.customers import vault
-    from siyu.ingest.catalogue import CATALOGUE, Envelope
 
     zone = ZoneInfo("Asia/Shanghai")
-    started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        for n, row in enumerate(csv.DictReader(fh)):
-            if n >= limit:
-                break
-            props: dict[str, Any] = {v: row[k] for k, v in EVENT_PROPS.items() if row[k]}
-            if row["券面额(元)"]:
-                props["value_fen"] = int(parse_yuan(row["券面额(元)"]))
-            when = datetime.strptime(row["发生时间"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone)
-            env = Envelope.model_validate(
-                {
+
+    def envelopes() -> Iterator[dict[str, Any]]:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            for n, row in enumerate(csv.DictReader(fh)):
+                if n >= limit:
+                    break
+                props: dict[str, Any] = {v: row[k] for k, v in EVENT_PROPS.items() if row[k]}
+                if row["券面额(元)"]:
+                    props["value_fen"] = int(parse_yuan(row["券面额(元)"]))
+                when = datetime.strptime(row["发生时间"], "%Y-%m-%d %H:%M:%S")
+                yield {
                     "event_id": row["事件ID"],
                     "event_type": row["事件类型"],
-                    "occurred_at": when,
+                    "occurred_at": when.replace(tzinfo=zone),
                     "identifiers": [
                         {"type": t, "value": row[h]} for h, t in EVENT_IDS.items() if row[h]
                     ],
                     "properties": props,
                 }
-            )
-            spec = CATALOGUE[(env.event_type, env.schema_version)]
-            checked = spec.model.model_validate(env.properties)
-            keys = [vault.identity_key(brand_id, i.type, i.value) for i in env.identifiers]
-            rows.append(
-                {
-                    "event_id": env.event_id,
-                    "event_type": env.event_type,
-                    "occurred_at": env.occurred_at,
-                    "dt": env.occurred_at.date(),
-                    "identity_key": keys[0],
-                    "identity_keys": keys,
-                    "properties": checked.model_dump_json(exclude_none=True),
-                }
-            )
-    write_deltalake(str(target), pa.Table.from_pylist(rows), partition_by=["dt"], mode="append")
-    return len(rows), time.perf_counter() - started
 
-
-# ---------------------------------------------------------------- the run
+    started = time.perf_counter()
+    rows = naive_write(envelopes(), brand_id, str(target))
+    return rows, time.perf_counter() - started
 
 
 def run(

@@ -24,6 +24,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,42 +126,53 @@ def row_event(row: dict[str, str], event_id: str, tz: str = "+08:00") -> dict[st
     }
 
 
-def reference_import(path: Path, brand_id: str, limit: int) -> float:
-    """The naive way: one row at a time, pydantic per row, then one write."""
-    import hashlib
-
+def naive_write(envelopes: Iterable[dict[str, Any]], brand_id: str, target: str) -> int:
+    """The naive way of landing events: pydantic envelope and property validation per row,
+    per-row identifier hashing, rows appended to a list, one Delta write. Returns rows."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
     from siyu.customers import vault
     from siyu.ingest.catalogue import CATALOGUE, Envelope
 
+    rows: list[dict[str, Any]] = []
+    for raw in envelopes:
+        env = Envelope.model_validate(raw)
+        spec = CATALOGUE[(env.event_type, env.schema_version)]
+        props = spec.model.model_validate(env.properties)
+        keys = [vault.identity_key(brand_id, i.type, i.value) for i in env.identifiers]
+        rows.append(
+            {
+                "event_id": env.event_id,
+                "event_type": env.event_type,
+                "occurred_at": env.occurred_at,
+                "dt": env.occurred_at.date(),
+                "identity_key": keys[0],
+                "identity_keys": keys,
+                "properties": props.model_dump_json(exclude_none=True),
+            }
+        )
+    write_deltalake(target, pa.Table.from_pylist(rows), partition_by=["dt"], mode="append")
+    return len(rows)
+
+
+def reference_import(path: Path, brand_id: str, limit: int) -> float:
+    """The naive way: one row at a time, pydantic per row, then one write."""
+    import hashlib
+
+    def envelopes() -> Iterator[dict[str, Any]]:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            for n, row in enumerate(csv.DictReader(fh)):
+                if n >= limit:
+                    break
+                event_id = hashlib.md5(  # noqa: S324 - a fingerprint, as ours
+                    "\x1f".join(row.values()).encode()
+                ).hexdigest()
+                yield row_event(row, event_id)
+
     target = tempfile.mkdtemp(prefix="siyu-ref-lake-")
     started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        for n, row in enumerate(csv.DictReader(fh)):
-            if n >= limit:
-                break
-            event_id = hashlib.md5(  # noqa: S324 - a fingerprint, as ours
-                "\x1f".join(row.values()).encode()
-            ).hexdigest()
-            env = Envelope.model_validate(row_event(row, event_id))
-            spec = CATALOGUE[(env.event_type, env.schema_version)]
-            props = spec.model.model_validate(env.properties)
-            keys = [vault.identity_key(brand_id, i.type, i.value) for i in env.identifiers]
-            rows.append(
-                {
-                    "event_id": env.event_id,
-                    "event_type": env.event_type,
-                    "occurred_at": env.occurred_at,
-                    "dt": env.occurred_at.date(),
-                    "identity_key": keys[0],
-                    "identity_keys": keys,
-                    "properties": props.model_dump_json(exclude_none=True),
-                }
-            )
-    write_deltalake(target, pa.Table.from_pylist(rows), partition_by=["dt"], mode="append")
+    naive_write(envelopes(), brand_id, target)
     return time.perf_counter() - started
 
 

@@ -372,27 +372,8 @@ class Resolver:
             weak = [self.ident_for(p, t, n, h, True) for t, n, h in p.weak_keys]
             seen = self.seen_obs.get(p.set_hash)
             if seen is None:
-                oid = new_id()
-                self.new_obs.append(
-                    {
-                        "id": oid,
-                        "brand_id": self.brand_id,
-                        "set_hash": p.set_hash,
-                        "source": p.item.source,
-                        "ref": p.item.ref,
-                        "observed_at": p.observed_at,
-                        "last_seen_at": p.observed_at,
-                        "seen_count": 1,
-                        "status": "applied",
-                        "manual": False,
-                        "note": None,
-                        "profile": None,
-                    }
-                )
-                self.seen_obs[p.set_hash] = (oid, "applied", p.observed_at)
-                idents = [self.idents[(t, h)] for t, _, h in p.keys] + weak
-                self.new_members.extend(
-                    {"observation_id": oid, "identity_id": x.id, "weak": x.weak} for x in idents
+                self.add_observation(
+                    p, "applied", [self.idents[(t, h)] for t, _, h in p.keys] + weak
                 )
             else:  # the same identifier set earlier in this batch
                 oid, _, at = seen
@@ -403,6 +384,31 @@ class Resolver:
                 customer_id=cid, identity_key=f"{t}:{h}", status="linked" if created else "created"
             )
             created = True
+
+    def add_observation(self, p: Parsed, status: str, idents: list[Ident]) -> str:
+        """A new observation row with its members; returns its id."""
+        oid = new_id()
+        self.new_obs.append(
+            {
+                "id": oid,
+                "brand_id": self.brand_id,
+                "set_hash": p.set_hash,
+                "source": p.item.source,
+                "ref": p.item.ref,
+                "observed_at": p.observed_at,
+                "last_seen_at": p.observed_at,
+                "seen_count": 1,
+                "status": status,
+                "manual": False,
+                "note": None,
+                "profile": None,
+            }
+        )
+        self.seen_obs[p.set_hash] = (oid, "applied", p.observed_at)
+        self.new_members.extend(
+            {"observation_id": oid, "identity_id": i.id, "weak": i.weak} for i in idents
+        )
+        return oid
 
     def ident_for(self, p: Parsed, t: str, norm: str, h: str, weak: bool) -> Ident:
         ident = self.idents.get((t, h))
@@ -446,27 +452,7 @@ class Resolver:
             return ObserveResult(
                 customer_id=cid, identity_key=key, status="weak_only" if not strong else "linked"
             )
-        oid = new_id()
-        self.new_obs.append(
-            {
-                "id": oid,
-                "brand_id": self.brand_id,
-                "set_hash": p.set_hash,
-                "source": p.item.source,
-                "ref": p.item.ref,
-                "observed_at": p.observed_at,
-                "last_seen_at": p.observed_at,
-                "seen_count": 1,
-                "status": "applied" if strong else "weak_only",
-                "manual": False,
-                "note": None,
-                "profile": None,
-            }
-        )
-        self.seen_obs[p.set_hash] = (oid, "applied", p.observed_at)
-        self.new_members.extend(
-            {"observation_id": oid, "identity_id": i.id, "weak": i.weak} for i in strong + weak
-        )
+        oid = self.add_observation(p, "applied" if strong else "weak_only", strong + weak)
         if not strong:
             return ObserveResult(customer_id=None, identity_key=key, status="weak_only")
         involved = {c for c in (self.customer_of(i) for i in strong) if c is not None}
