@@ -80,13 +80,14 @@ def identities_by_key(
 
     Queried per type, ``id_type = ? AND value_hash IN (…)``, so the unique index
     (brand, type, hash) answers each chunk; a ``value_hash IN`` without the type would scan
-    every identity of the brand per chunk (quadratic in the brand's size)."""
+    every identity of the brand per chunk (quadratic in the brand's size). Chunks of 2,000
+    values stay far below the drivers' parameter limits."""
     by_type: dict[str, list[str]] = {}
     for t, h in pairs:
         by_type.setdefault(t, []).append(h)
     out: list[Any] = []
     for t, hashes in sorted(by_type.items()):
-        for part in chunks(sorted(set(hashes))):
+        for part in chunks(sorted(set(hashes)), 2000):
             out.extend(
                 db.execute(
                     select(*columns).where(

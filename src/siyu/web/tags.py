@@ -1,7 +1,8 @@
 """Tag pages: the library ``/b/{brand}/tags`` (groups, tags with their health, compute now,
 new tags and groups), a tag's edit page ``/b/{brand}/tags/{tag}/edit`` (rule, pause/resume,
-delete) and the health page ``/b/{brand}/tags/health`` (failing, stale and never computed
-tags first, then the recent runs).
+delete), the health page ``/b/{brand}/tags/health`` (failing, stale and never computed
+tags first, then the recent runs) and the settings page ``/b/{brand}/tags/settings`` (the
+brand-set parameters of the built-in computed groups, and what the last full run derived).
 
 The rule builder: while a rule is typed, htmx asks ``GET /b/{brand}/tags/check?rule=…`` for a
 fragment with the canonical rule, its live count (``segments.count``: a rule is a valid
@@ -14,6 +15,7 @@ function (``tags.write``), which checks the permission and writes the audit entr
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -22,10 +24,20 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from siyu.core.errors import Invalid, NotFound, SiyuError
+from siyu.core.money import format_fen, parse_yuan
 from siyu.core.validation import parse
 from siyu.org.models import Brand
 from siyu.tags import actions, lang, queries, rules, segments
-from siyu.tags.schemas import RunIn, TagGroupIn, TagGroupOut, TagIn, TagOut, TagPatch
+from siyu.tags.builtin import DEFAULT_SETTINGS
+from siyu.tags.schemas import (
+    RunIn,
+    SettingsIn,
+    TagGroupIn,
+    TagGroupOut,
+    TagIn,
+    TagOut,
+    TagPatch,
+)
 from siyu.web.deps import Con, Console, Form, text_field
 from siyu.web.render import FormState, html, page, translator
 
@@ -384,3 +396,210 @@ def health_page(
 def health(brand: str, con: Con, run: str = "") -> Response:
     b = con.brand(brand, "customers.read")
     return health_page(con, b, run_id=run if RUN_ID.fullmatch(run) else "")
+
+
+# ---------------------------------------------------------------- settings of computed groups
+
+# The form fields of each computed group, with how a field's text is read: a whole number,
+# a number, the value model's time unit, four cut points (whole numbers) or four cut points
+# in yuan (stored in fen). Empty cut points: derived from the brand's data in a full run.
+SETTINGS_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "rfm_segment": (
+        ("window_days", "int"),
+        ("high_from", "int"),
+        ("recency", "cuts"),
+        ("frequency", "cuts"),
+        ("monetary", "yuan_cuts"),
+    ),
+    "lifecycle": (
+        ("new_days", "int"),
+        ("active_days", "int"),
+        ("silent_days", "int"),
+        ("churn_days", "int"),
+        ("won_back_gap_days", "int"),
+    ),
+    "value_model": (
+        ("horizon_days", "int"),
+        ("discount_rate", "float"),
+        ("unit", "unit"),
+        ("penalizer", "float"),
+    ),
+}
+SETTINGS_SECTION = {"rfm_segment": "rfm", "lifecycle": "lifecycle", "value_model": "value"}
+VALUE_UNITS = ("days", "weeks")
+CUT_SEPARATORS = re.compile(r"[\s,，、;；]+")
+WHOLE = re.compile(r"[+-]?\d+")
+FIT_PARAMS = (("bgnbd", ("r", "alpha", "a", "b")), ("gamma_gamma", ("p", "q", "gamma")))
+
+
+def _yuan_text(fen: int) -> str:
+    """Fen as yuan for a form field: ``5000`` → ``50``, ``1234`` → ``12.34``."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}" if cents == 0 else f"{sign}{whole}.{cents:02d}"
+
+
+def _setting_text(kind: str, value: Any) -> str:
+    """A stored parameter as the text of its form field."""
+    if value is None:
+        return ""
+    if kind == "cuts" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if kind == "yuan_cuts" and isinstance(value, list):
+        return ", ".join(_yuan_text(int(v)) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _bad_setting(reason: str) -> Invalid:
+    return Invalid("tags.bad_settings", reason=reason)
+
+
+def _parse_setting(name: str, kind: str, text: str) -> Any:
+    """A form field's text as the parameter ``update_settings`` expects (fen for yuan)."""
+    if kind == "unit":
+        return text
+    if kind in ("cuts", "yuan_cuts"):
+        parts = [p for p in CUT_SEPARATORS.split(text) if p]
+        if not parts:
+            return None
+        if kind == "cuts":
+            if not all(WHOLE.fullmatch(p) for p in parts):
+                raise _bad_setting(f"{name}: four increasing whole numbers, or empty")
+            return [int(p) for p in parts]
+        try:
+            return [int(parse_yuan(p)) for p in parts]
+        except ValueError as exc:
+            raise _bad_setting(f"{name}: amounts in yuan (at most two decimals)") from exc
+    if not text:
+        raise _bad_setting(f"{name} is required")
+    if kind == "int":
+        if not WHOLE.fullmatch(text):
+            raise _bad_setting(f"{name} must be a whole number")
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise _bad_setting(f"{name} must be a number")
+    return number
+
+
+def _settings_field(group: str, exc: SiyuError) -> str:
+    """The form field a settings error is about (its reason starts with the name), if any."""
+    reason = str(exc.params.get("reason") or "")
+    for name, _kind in SETTINGS_FIELDS.get(group, ()):
+        if reason.startswith(name):
+            return name
+    return ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else "—"
+
+
+def _derived_view(group: str, params: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
+    """What the last full run derived for a group, ready to show (read-only)."""
+    view: dict[str, Any] = {"as_of": str(derived.get("as_of") or ""), "rows": [], "fit": []}
+    if group == "rfm_segment":
+        for name, kind in SETTINGS_FIELDS[group][2:]:
+            cuts = derived.get(name)
+            if not isinstance(cuts, list):
+                continue
+            if kind == "yuan_cuts":
+                text = ", ".join(format_fen(int(c)) for c in cuts)
+            else:
+                text = ", ".join(str(c) for c in cuts)
+            view["rows"].append({"name": name, "text": text, "in_use": params.get(name) is None})
+    elif group == "value_model":
+        fit = derived.get("fit")
+        if isinstance(fit, dict):
+            for model, names in FIT_PARAMS:
+                values = fit.get(model)
+                values = values if isinstance(values, dict) else {}
+                view["fit"].append(
+                    {"model": model, "params": [(n, _number(values.get(n))) for n in names]}
+                )
+            meta = fit.get("meta")
+            meta = meta if isinstance(meta, dict) else {}
+            view["customers"] = meta.get("customers")
+            view["repeaters"] = meta.get("repeaters")
+    view["empty"] = not view["rows"] and not view["fit"]
+    return view
+
+
+def settings_page(
+    con: Console,
+    b: Brand,
+    status: int = 200,
+    failed: tuple[str, FormState] | None = None,
+    done: str = "",
+) -> Response:
+    present = {g.key for g in queries.tag_library(con.db, con.actor, b)}
+    t = translator(con.locale)
+    groups = []
+    for key, fields in SETTINGS_FIELDS.items():
+        if key not in present:
+            continue
+        stored = actions.group_by_key(con.db, b, key).settings or {}
+        defaults = DEFAULT_SETTINGS[SETTINGS_SECTION[key]]
+        params = {**defaults, **(stored.get("params") or {})}
+        current = {name: _setting_text(kind, params.get(name)) for name, kind in fields}
+        form = failed[1] if failed and failed[0] == key else FormState(values=current)
+        groups.append(
+            {
+                "key": key,
+                "fields": [
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "current": current[name],
+                        "default": _setting_text(kind, defaults.get(name)),
+                    }
+                    for name, kind in fields
+                ],
+                "form": form,
+                "customised": bool(stored.get("params")),
+                "derived": _derived_view(key, params, dict(stored.get("derived") or {})),
+            }
+        )
+    return page(
+        con,
+        "tags_settings.html",
+        b,
+        "tags",
+        status,
+        groups=groups,
+        unit_options=[(u, t(f"ui.tag_settings.unit.{u}")) for u in VALUE_UNITS],
+        done=done if done in SETTINGS_FIELDS and done in present else "",
+        canonical=f"/b/{b.slug}/tags/settings",
+    )
+
+
+@router.get("/b/{brand}/tags/settings")
+def settings(brand: str, con: Con, done: str = "") -> Response:
+    b = con.brand(brand, "customers.read")
+    return settings_page(con, b, done=done)
+
+
+@router.post("/b/{brand}/tags/settings")
+def save_settings(brand: str, con: Con, form: Form) -> Response:
+    b = con.brand(brand, "tags.write")
+    group = text_field(form, "group")
+    if group not in SETTINGS_FIELDS:
+        raise Invalid("tags.bad_settings", reason="unknown group")
+    fields = SETTINGS_FIELDS[group]
+    values = {name: text_field(form, name) for name, _kind in fields}
+    try:
+        params = {name: _parse_setting(name, kind, values[name]) for name, kind in fields}
+        actions.update_settings(con.db, con.actor, b, SettingsIn(group=group, params=params))
+    except SiyuError as exc:
+        state = FormState.failed(exc, values, con.locale)
+        name = _settings_field(group, exc)
+        if name:
+            state.errors.setdefault(name, state.message)
+        return settings_page(con, b, exc.status, failed=(group, state))
+    query = urlencode({"done": group})
+    return RedirectResponse(f"/b/{b.slug}/tags/settings?{query}", status_code=303)
