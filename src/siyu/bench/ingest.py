@@ -7,7 +7,7 @@ reference measured in the same run, in a throw-away data directory (SQLite + loc
   set, one Delta commit per table). Reference: ``csv.DictReader`` → pydantic envelope and
   property validation → per-row identifier normalisation and hashing → rows appended to a
   list → one Delta write (a generous reference: it skips OneID and dedup).
-- HTTP: uvicorn on 127.0.0.1 (a free port, in a thread), batches of 10,000 events POSTed
+- HTTP: uvicorn on 127.0.0.1 (a free port, its own process), batches of 10,000 events POSTed
   to ``events:batch``. Reference: the same kind of events one request each (the real-time
   endpoint), on a smaller sample.
 
@@ -22,7 +22,6 @@ import json
 import os
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -183,24 +182,46 @@ def _free_port() -> int:
         return port
 
 
-def _serve(app_factory: Any) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
+def _serve(app: str) -> tuple[Any, str]:
+    """uvicorn serving ``app`` (``module:factory``) on a free loopback port in its own
+    process — as in production, the client is not in the server's process (and does not
+    share its GIL)."""
+    import subprocess
+    import sys
+    import urllib.request
 
     port = _free_port()
-    config = uvicorn.Config(app_factory(), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=dict(os.environ),
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/v1/health", timeout=2):  # noqa: S310
+                return proc, base
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("uvicorn did not start") from None
+            time.sleep(0.1)
 
 
 def http_runs(
-    app_factory: Any, path: Path, key: str, brand: str, batches: int, singles: int
+    app: str, path: Path, key: str, brand: str, batches: int, singles: int
 ) -> dict[str, Any]:
     """Batches of 10,000 over loopback HTTP, then single events one request each."""
     import httpx
@@ -214,7 +235,7 @@ def http_runs(
         batch = [row_event(r, f"h-{b}-{i}") for i, r in enumerate(chunk)]
         bodies.append(json.dumps({"events": batch}).encode())
     single = [json.dumps(row_event(r, f"s-{i}")).encode() for i, r in enumerate(rows[-singles:])]
-    server, thread, base = _serve(app_factory)
+    server, base = _serve(app)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
@@ -230,8 +251,8 @@ def http_runs(
                 client.post(f"/api/v1/brands/{brand}/events", content=body).raise_for_status()
             single_s = time.perf_counter() - started
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.terminate()
+        server.wait(timeout=30)
     return {
         "http_events": sent,
         "http_seconds": round(batch_s, 3),
@@ -257,7 +278,7 @@ def _fresh_data_dir(path: Path) -> None:
 
 
 def run(
-    app_factory: Any,
+    app: str,
     events: int = 1_000_000,
     customers: int = 50_000,
     reference: int = 200_000,
@@ -267,8 +288,8 @@ def run(
 ) -> dict[str, Any]:
     """Run both measurements in a temporary data directory; returns the figures.
 
-    ``app_factory`` builds the ASGI app (passed in by the CLI: the bench sits below the
-    edges and does not import them).
+    ``app`` is the ASGI app factory as ``module:function`` (given by the CLI: the bench sits
+    below the edges and does not import them); it is served by uvicorn in its own process.
     """
     from siyu.core.db import open_session
     from siyu.core.tenancy import SYSTEM
@@ -309,7 +330,7 @@ def run(
             "ratio": round((ours / events) / (ref_s / ref_n), 4),
         }
         batches = max(1, min(http_batches, events // 10_000))
-        figures.update(http_runs(app_factory, csv_path, key, "bench", batches, http_singles))
+        figures.update(http_runs(app, csv_path, key, "bench", batches, http_singles))
         figures["cpus"] = os.cpu_count()
     for name, value in saved.items():
         if value is None:

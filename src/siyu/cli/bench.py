@@ -48,12 +48,11 @@ def ingest(
 ) -> None:
     """File import and HTTP batch intake into the lake, each beside a naive reference."""
     from siyu.bench.ingest import run
-    from siyu.server import create_app
 
     typer.echo(
         json.dumps(
             run(
-                create_app,
+                "siyu.server:create_app",
                 events,
                 customers=customers,
                 reference=reference,

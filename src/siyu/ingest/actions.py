@@ -107,7 +107,10 @@ def ingest_batch(
             )
         else:
             status: Status = outcome.get(index, "rejected")
-            results.append(ItemResult(index=index, event_id=event_id, status=status))
+            # our own values, already of the right types: no validation per item
+            results.append(
+                ItemResult.model_construct(index=index, event_id=event_id, status=status, errors=[])
+            )
     rejected = len(items) - result.accepted - result.duplicates
     out = BatchOut(
         ingest_id=ingest_id,
