@@ -322,7 +322,6 @@ def write(
     now = utcnow()
     changes = 0
     durations = durations or {}
-    universe = set(ctx.universe)
     ct = table_of(CustomerTag)
     with atomic(db):
         for tag in tags:
@@ -332,13 +331,7 @@ def write(
                 tag.last_error = _message(result) if result is not None else "not evaluated"
                 tag.last_error_at = now
                 continue
-            current = {
-                cid: (value, score)
-                for cid, value, score in db.execute(
-                    select(ct.c.customer_id, ct.c.value, ct.c.score).where(ct.c.tag_id == tag.id)
-                )
-                if full or cid in universe
-            }
+            current = _held(db, tag.id, None if full else ctx.universe)
             new = {
                 cid: (v, s)
                 for cid, v, s in zip(result.customer_id, result.value, result.score, strict=True)
@@ -409,6 +402,28 @@ def write(
             tag.computed_version = tag.version
             tag.last_count = _count(db, tag.id)
     return changes
+
+
+def _held(
+    db: Session, tag_id: str, customers: list[str] | None
+) -> dict[str, tuple[str | None, float | None]]:
+    """Who holds the tag now (value, score), among ``customers`` (None: everybody). A small
+    incremental universe is looked up by id (the primary key), a large one read whole."""
+    ct = table_of(CustomerTag)
+    stmt = select(ct.c.customer_id, ct.c.value, ct.c.score).where(ct.c.tag_id == tag_id)
+    if customers is None or len(customers) > 20_000:
+        wanted = None if customers is None else set(customers)
+        return {
+            cid: (value, score)
+            for cid, value, score in db.execute(stmt)
+            if wanted is None or cid in wanted
+        }
+    out: dict[str, tuple[str | None, float | None]] = {}
+    for start in range(0, len(customers), 1000):
+        part = customers[start : start + 1000]
+        for cid, value, score in db.execute(stmt.where(ct.c.customer_id.in_(part))):
+            out[cid] = (value, score)
+    return out
 
 
 def _count(db: Session, tag_id: str) -> int:
