@@ -195,3 +195,10 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
         len(json.loads(run("org", "staff", "list", "--brand", "demo-beauty", "--json", *d)))
         == before
     )
+
+
+def test_bench_sop_prints_its_figures_as_json_last() -> None:
+    out = run("bench", "sop", "--customers", "3000", "--sops", "4")
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert figures["customers"] == 3000 and figures["agree"] == 1.0
+    assert figures["status"]["sent"] > 0 and "ratio_per_candidate" in figures

@@ -138,3 +138,17 @@ def tags(
             )
         )
     )
+
+
+@app.command("sop")
+def sop(
+    customers: Annotated[int, typer.Option("--customers")] = 1_000_000,
+    sops: Annotated[int, typer.Option("--sops")] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Plan one day of touches with the full breathing policy (caps, platform quota, quiet
+    hours, minimum gap, back-off, hard stops, holdout, guide capacity, arbitration) vs a
+    one-customer-at-a-time reference on a sample."""
+    from siyu.bench.sop import run
+
+    typer.echo(json.dumps(run(customers, sops, seed)))
