@@ -25,6 +25,7 @@ def load_models() -> None:
     import siyu.customers.models
     import siyu.ingest.models
     import siyu.org.models
+    import siyu.sop.models
     import siyu.tags.models  # noqa: F401
 
 
