@@ -94,6 +94,22 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/brands/{brand}/segments/{segment}"): {"json": {"name": "renamed"}},
     ("POST", "/api/v1/brands/{brand}/segments:preview"): {"json": {"definition": "tag_b_vip"}},
     ("POST", "/api/v1/brands/{brand}/segments/{segment}:snapshot"): {},
+    ("POST", "/api/v1/brands/{brand}/sops"): {
+        "json": {
+            "key": "probe_sop",
+            "name": "s",
+            "audience": {"kind": "event", "event": "wecom_contact_added"},
+            "steps": [{"type": "exit"}],
+        }
+    },
+    ("PATCH", "/api/v1/brands/{brand}/sops/{sop}"): {"json": {"name": "renamed"}},
+    ("DELETE", "/api/v1/brands/{brand}/sops/{sop}"): {},
+    ("POST", "/api/v1/brands/{brand}/sops/{sop}:enable"): {},
+    ("POST", "/api/v1/brands/{brand}/sops/{sop}:disable"): {},
+    ("POST", "/api/v1/brands/{brand}/sops:from-template"): {
+        "json": {"template": "welcome_journey", "key": "probe_welcome"}
+    },
+    ("PUT", "/api/v1/brands/{brand}/sop-policy"): {"json": {"guide_capacity": 30}},
 }
 
 
@@ -115,6 +131,7 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     from siyu.customers import actions as customer_actions
     from siyu.customers.models import Identity, Review
     from siyu.customers.schemas import ObservationIn
+    from siyu.sop import actions as sop_actions
     from siyu.tags import actions as tag_actions
     from siyu.tags import segments
     from siyu.tags.schemas import SegmentIn, TagIn
@@ -163,7 +180,9 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
         db, SYSTEM, b, TagIn(key="b_vip", name="b", group="manual", kind="manual")
     )
     segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
+    sop = sop_actions.create_from_template(db, SYSTEM, b, "welcome_journey")
     return {
+        "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",
         "id_type": "pos_card",
@@ -219,7 +238,7 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key|customer|review|tag|segment)\}", route):
+        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop)\}", route):
             r = request(
                 client,
                 method,

@@ -145,10 +145,18 @@ def sop(
     customers: Annotated[int, typer.Option("--customers")] = 1_000_000,
     sops: Annotated[int, typer.Option("--sops")] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 7,
+    realtime: Annotated[
+        int,
+        typer.Option("--realtime", help="Also time N real-time triggers to the outbox (p99)."),
+    ] = 0,
 ) -> None:
     """Plan one day of touches with the full breathing policy (caps, platform quota, quiet
     hours, minimum gap, back-off, hard stops, holdout, guide capacity, arbitration) vs a
-    one-customer-at-a-time reference on a sample."""
-    from siyu.bench.sop import run
+    one-customer-at-a-time reference on a sample; with --realtime, WeCom add events through
+    intake and the welcome journey to the outbox (target p99 ≤ 1 s)."""
+    from siyu.bench.sop import bench_realtime, run
 
-    typer.echo(json.dumps(run(customers, sops, seed)))
+    figures = run(customers, sops, seed)
+    if realtime:
+        figures["realtime"] = bench_realtime(realtime, seed=seed)
+    typer.echo(json.dumps(figures))

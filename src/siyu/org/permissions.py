@@ -33,6 +33,7 @@ PERMISSIONS = (
     "events.write",
     "tags.write",
     "segments.export",
+    "sop.write",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -45,7 +46,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "regional_manager": _READ | {"org.write", "staff.write", "customers.write"},
     "store_manager": _READ | {"staff.write", "customers.write"},
     "guide": _READ | {"customers.write"},
-    "community_operator": _READ | {"customers.write"},
+    "community_operator": _READ | {"customers.write", "sop.write"},
     "content_operator": frozenset({"org.read"}),
     "analyst": _READ | {"audit.read", "tags.write"},
 }

@@ -1,5 +1,8 @@
-"""SOPs and the task engine. So far the breathing policy (``policy``) and the pure,
-set-based day planner (``planner``); the store, triggers and edges come later."""
+"""SOPs and the task engine (docs/sop.md): the breathing policy (``policy``), the pure,
+set-based day planner (``planner``), definitions and templates (``schemas``, ``templates``),
+the store (``models``, ``actions``, ``queries``) and the engine that enrols, advances, plans and
+writes decisions and the outbox (``engine``, ``state``, ``cron``). Console pages, the guide
+workbench and the delivery of outbox rows (channels) come later."""
 
 from siyu.sop.planner import (
     NEVER,

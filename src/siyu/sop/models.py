@@ -72,6 +72,8 @@ class Sop(Base):
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime | None] = mapped_column()
     enabled_at: Mapped[datetime | None] = mapped_column()
+    # The engine's enrolment watermark: audience changes up to here have been enrolled.
+    enrolled_until: Mapped[datetime | None] = mapped_column()
 
 
 class Enrolment(Base):

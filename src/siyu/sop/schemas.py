@@ -49,8 +49,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from siyu.sop.policy import CHANNELS as POLICY_CHANNELS
+
 KEY = r"^[a-z][a-z0-9_]{1,63}$"
-CHANNELS = ("wecom_1to1", "wecom_mass", "wecom_moments", "group", "sms", "email", "webhook")
+# the planner's channels; guide tasks are their own step type
+CHANNELS = tuple(c for c in POLICY_CHANNELS if c != "guide_task")
 SENDERS = ("owner_guide", "store_guide", "brand")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
@@ -238,3 +241,89 @@ class SopPatch(_In):
 def dump_steps(steps: list[Any]) -> list[dict[str, Any]]:
     """Steps as stored (JSON, ``else`` under its own name)."""
     return [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in steps]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class SopCounts(BaseModel):
+    """Live counts of an SOP: enrolments now, touch decisions over the last 7 days."""
+
+    active: int = 0
+    holdout: int = 0
+    done: int = 0
+    sent_7d: int = 0
+    deferred_7d: int = 0
+    suppressed_7d: int = 0
+
+
+class SopOut(BaseModel):
+    id: str
+    key: str
+    name: str
+    description: str | None
+    status: Literal["draft", "enabled", "disabled"]
+    priority: int
+    audience: dict[str, Any]
+    schedule: dict[str, Any]
+    goal_event: str | None
+    holdout_pct: int
+    steps: list[dict[str, Any]]
+    policy: dict[str, Any]
+    template: str | None
+    version: int
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime | None
+    enabled_at: datetime | None
+    counts: SopCounts = Field(default_factory=SopCounts)
+
+
+class TemplateOut(BaseModel):
+    key: str
+    name: str
+    description: str | None
+    needs: dict[str, Any]
+    definition: dict[str, Any]
+
+
+class DecisionOut(BaseModel):
+    """One planned touch and what became of it: sent (at), deferred (until) or suppressed,
+    with the reason code (``ui.sop.reason.<code>``) and the binding rule (``cause``)."""
+
+    id: str
+    sop: str
+    sop_name: str
+    customer_id: str
+    step: int
+    channel: str
+    kind: str
+    sender: str | None
+    guide_staff_id: str | None
+    expected_value: float
+    status: Literal["planned", "sent", "deferred", "suppressed"]
+    reason: str | None
+    cause: str | None
+    due_at: datetime
+    expires_at: datetime
+    send_at: datetime | None
+    deferred_until: datetime | None
+    decided_at: datetime | None
+    content: dict[str, Any]
+
+
+class GuideTaskOut(BaseModel):
+    id: str
+    staff_id: str
+    customer_id: str
+    sop: str | None
+    kind: str
+    title: str
+    script: str | None
+    checklist: list[Any]
+    expected_value: float
+    due_at: datetime
+    status: str
+    skip_reason: str | None
+    done_at: datetime | None
+    overdue: bool

@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-23 13:41:52.224568
+Create Date: 2026-11-23 13:45:52.676979
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("created_at", siyu.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", siyu.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("enabled_at", siyu.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enrolled_until", siyu.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_sops_brand_id_brands")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sops")),
         sa.UniqueConstraint("brand_id", "key", name=op.f("uq_sops_brand_id_key")),
