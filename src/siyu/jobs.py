@@ -45,9 +45,12 @@ def kinds() -> list[JobKind]:
 
 def _builtin() -> None:
     from siyu.ingest.actions import flush_inbox
+    from siyu.sop.realtime import realtime_pass
     from siyu.tags.actions import run_scheduled
 
     _registry.setdefault("ingest.inbox", JobKind("ingest.inbox", flush_inbox, batch=5000))
+    # right after the inbox: a WeCom add flushed this round is greeted this round
+    _registry.setdefault("sop.realtime", JobKind("sop.realtime", realtime_pass, batch=10_000))
     # after the inbox, so a round's tags see the events it has just flushed
     _registry.setdefault("tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10))
 
