@@ -137,6 +137,10 @@ def test_demo_builds_agency_brands_tree_and_staff(tmp_path: Path) -> None:
     assert brands == {"demo-coffee", "demo-beauty"}
     # the demo runs the tags too: the standard pack and the built-ins computed, none failing
     assert out.count("  tags: ok") == 2
+    # and its SOPs: enabled from templates, today planned, every decision with a reason
+    assert out.count("  sops: ok") == 2
+    sops = json.loads(run("sop", "list", "--brand", "demo-coffee", "--json", *d))
+    assert {s["key"] for s in sops} >= {"welcome_journey", "post_purchase_care", "winback_now"}
     tags = json.loads(run("tags", "list", "--brand", "demo-coffee", "--json", *d))
     keys = {t["key"] for t in tags}
     assert {"repeat_buyer", "lifecycle_active", "rfm_r_5", "p_alive", "home_store"} <= keys

@@ -121,6 +121,7 @@ def demo(
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, and serve the console."""
+    from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
     from siyu.demo.generate import generate
@@ -147,6 +148,11 @@ def demo(
             typer.echo(
                 f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"
                 + "".join(f"\n  tag {k} failed: {e}" for k, e in tagged["failed"].items())
+            )
+            planned = demo_sop.summary(demo_sop.setup(db, b))
+            typer.echo(
+                f"  sops: {planned['status']}, {planned['enrolled']} enrolled, "
+                f"{planned['candidates']} touches planned today {planned['by_status']}"
             )
     typer.echo(f"demo agency {result.agency_slug}: brands {', '.join(result.brands)}")
     typer.echo(
