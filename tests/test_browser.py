@@ -212,3 +212,78 @@ def test_typing_a_rule_updates_the_live_count(live_server: str, browser_page: An
     rule.press_sequentially("count(order_paid, last 90d) >= 2")
     expect(check.locator("[data-count]")).to_have_text("0")  # nobody has bought yet
     assert errors == []
+
+
+def test_guide_completes_a_task_on_a_phone(live_server: str) -> None:
+    """The workbench in a phone-sized browser: the guide signs in, opens the customer card,
+    ticks a checklist item and marks the top task done; it shows as done, and stays so."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed")
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from siyu.core.db import make_engine, open_session
+    from tests.test_workbench import seed_tasks
+
+    engine = make_engine(os.environ["SIYU_DATABASE_URL"])
+    with open_session(engine) as db:
+        seeded = seed_tasks(db)
+    engine.dispose()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844},
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        page.goto(f"{live_server}/login")
+        page.fill("#username", "a.guide")
+        page.fill("#password", "password123")
+        page.get_by_role("button", name="登录").click()
+        expect(page.locator(".topbar")).to_be_visible()
+        page.get_by_role("link", name="导购工作台").click()
+        expect(page.get_by_role("heading", name="今日任务")).to_be_visible()
+        expect(page).to_have_url(f"{live_server}/b/a-coffee/workbench")
+
+        tasks = page.locator("#wb-open article.wb-task")
+        expect(tasks).to_have_count(3)
+        top = page.locator(f'article[data-task="{seeded.high}"]')
+        expect(tasks.first).to_have_attribute("data-task", seeded.high)  # ranked by value
+        expect(page.locator(f'article[data-task="{seeded.late}"] [data-overdue]')).to_be_visible()
+        # nothing wider than the phone: no sideways scrolling
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+        # the customer card loads when opened
+        top.locator("summary.wb-summary").tap()
+        expect(top.locator("[data-phone]")).to_have_text("135****6810")
+
+        # the done button is a comfortable tap target
+        done = top.get_by_role("button", name="完成")
+        box = done.bounding_box()
+        assert box is not None and box["height"] >= 44
+
+        top.get_by_text("送券").tap()
+        expect(top.locator('input[name="check"][value="1"]')).to_be_checked()
+        done.tap()
+        expect(top).to_have_attribute("data-status", "done")
+        expect(top.locator('[data-state="done"]')).to_be_visible()
+        expect(top.locator('[data-check="1"]')).to_have_attribute("data-done", "true")
+
+        page.reload()
+        expect(page.locator(f'#wb-closed article[data-task="{seeded.high}"]')).to_have_attribute(
+            "data-status", "done"
+        )
+        expect(page.locator("#wb-open article.wb-task")).to_have_count(2)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "workbench-mobile.png"), full_page=True)
+        context.close()
+        browser.close()
+    assert errors == []

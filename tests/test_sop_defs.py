@@ -92,7 +92,9 @@ def test_every_template_is_a_valid_definition() -> None:
     assert from_template("birthday").schedule.birthday is not None
     care = from_template("post_purchase_care").schedule.relative
     assert care is not None and (care.event, care.which, care.days) == ("order_paid", "last", 3)
-    assert {s.channel for s in from_template("group_daily").steps if s.type == "touch"} == {"wecom_group"}
+    assert {s.channel for s in from_template("group_daily").steps if s.type == "touch"} == {
+        "wecom_group"
+    }
     # overrides replace top-level fields; an unknown template is named
     assert from_template("member_day", key="md2", priority=99).priority == 99
     with pytest.raises(NotFound) as exc:

@@ -431,3 +431,18 @@ def test_enrolment_schedules(db: Session, world: object) -> None:
     for sop in (birthday, member_day, after_order, entered):
         db.refresh(sop)
         assert engine.enrol(db, brand, sop, now) == 0
+
+
+def test_a_guide_confirmed_touch_goes_to_the_guides_workbench(db: Session, world: object) -> None:
+    # given a touch the owner guide must confirm
+    brand = setup_brand(db, n=2)
+    step = {**touch("双十一会员专享，回复1领券"), "mode": "confirm"}
+    sop = add_sop(db, brand, "confirmed", [step], priority=50)
+    # when the day is run
+    engine.run_day(db, SYSTEM, brand, DAY1)
+    # then nothing goes out by itself: each customer's guide has a chat task with the script
+    assert outbox_keys(db) == []
+    tasks = db.scalars(select(GuideTask).where(GuideTask.sop_id == sop.id)).all()
+    guide = db.scalar(select(Staff.id).where(Staff.username == "a.guide"))
+    assert len(tasks) == 2 and {t.staff_id for t in tasks} == {guide}
+    assert all(t.kind == "chat" and t.script == "双十一会员专享，回复1领券" for t in tasks)

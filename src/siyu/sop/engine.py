@@ -574,7 +574,30 @@ def _new_touch(w: World, sop: SopDef, e: Enr, i: int, step: dict[str, Any]) -> N
     info = w.info.get(e.customer_id) or st.Info(None, None, 0.0)
     automatable = False
     status, reason = "planned", None
-    if step["type"] == "touch":
+    if step["type"] == "touch" and step.get("mode") == "confirm":
+        # guide-confirmed: the message reaches the owner guide's workbench as a 1:1 chat
+        # task with the text as its script; the guide checks it, sends it and marks it done
+        channel, kind, sender, guide = (
+            GUIDE_CHANNEL,
+            str(step.get("kind", "marketing")),
+            "owner_guide",
+            info.owner,
+        )
+        expires = at + timedelta(hours=int(step.get("valid_hours", 48)))
+        body = dict(step.get("content") or {})
+        text = str(body.get("text") or body.get("title") or "")
+        content: dict[str, Any] = {
+            "task": "chat",
+            "title": f"确认发送 · {text[:40]}" if text else "确认发送",
+            "script": text or None,
+            "checklist": [],
+            "due_hours": int(step.get("valid_hours", 48)),
+            "automatable": False,
+            "confirm": {"channel": str(step["channel"]), "content": body},
+        }
+        if guide is None:
+            status, reason = "suppressed", "guide_capacity"
+    elif step["type"] == "touch":
         channel = str(step["channel"])
         kind = str(step.get("kind", "marketing"))
         expires = at + timedelta(hours=int(step.get("valid_hours", 48)))

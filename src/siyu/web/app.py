@@ -25,7 +25,19 @@ from fastapi.staticfiles import StaticFiles
 from siyu.core.errors import FieldError, NotFound
 from siyu.core.i18n import LOCALES, translate
 from siyu.core.settings import get_settings
-from siyu.web import apikeys, audit, customers, oneid, org, segments, session, staff, tags
+from siyu.web import (
+    apikeys,
+    audit,
+    customers,
+    oneid,
+    org,
+    segments,
+    session,
+    sop,
+    staff,
+    tags,
+    workbench,
+)
 from siyu.web.deps import LANG_COOKIE, SESSION_COOKIE, cookie_secure, locale_of
 from siyu.web.render import field_error_text, html
 
@@ -120,6 +132,19 @@ def install(app: FastAPI) -> None:
     app.state.render_error = render_error
     app.middleware("http")(language_switch)
     app.include_router(vendor_router)
-    for module in (session, org, staff, customers, oneid, tags, segments, apikeys, audit):
+    routers = (
+        session,
+        org,
+        staff,
+        customers,
+        oneid,
+        tags,
+        segments,
+        sop,
+        apikeys,
+        audit,
+        workbench,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -45,10 +45,12 @@ SECURITY_HEADERS = {
 # Navigation: (key, path suffix, permission needed to see it).
 NAV = (
     ("overview", "", "org.read"),
+    ("workbench", "/workbench", "customers.write"),
     ("customers", "/customers", "customers.read"),
     ("oneid_reviews", "/oneid/reviews", "customers.merge"),
     ("tags", "/tags", "customers.read"),
     ("segments", "/segments", "customers.read"),
+    ("sop", "/sops", "customers.read"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),

@@ -41,14 +41,33 @@
     });
   }
 
+  // Plain-HTTP pages (an intranet, an in-app browser) have no clipboard API: copy by hand.
+  function copyByHand(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-copy]");
     if (!button) return;
     var source = document.querySelector(button.dataset.copy);
-    if (!source || !navigator.clipboard) return;
-    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
-      button.textContent = button.dataset.copied || "✓";
-    });
+    if (!source) return;
+    var text = source.textContent.trim();
+    var copied = function () { button.textContent = button.dataset.copied || "✓"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(copied, function () { copyByHand(text) && copied(); });
+    } else if (copyByHand(text)) {
+      copied();
+    }
   });
 
   window.addEventListener("resize", function () {
