@@ -498,22 +498,7 @@ def _enrol(db: Session, brand: Brand, w: World, sop: SopDef, horizon: datetime) 
             cycle = fixed
         else:
             cycle = (prev[0] if prev else 0) + 1
-        holdout = _share(sop.key, cid) < sop.holdout_pct
-        e = Enr(
-            new_id(),
-            sop.id,
-            cid,
-            cycle,
-            at,
-            0,
-            at,
-            "holdout" if holdout else "active",
-            None,
-            holdout,
-            new=True,
-        )
-        w.enrolments[e.id] = e
-        w.seen[(sop.id, cid)] = (cycle, at)
+        _open(w, sop, cid, cycle, at)
         n += 1
     w.stats["enrolled"] += n
     w.stats["holdout"] += sum(
@@ -1194,16 +1179,8 @@ def on_event(
     return keys
 
 
-def _enrol_one(w: World, sop: SopDef, cid: str, at: datetime) -> None:
-    if any(
-        e.sop_id == sop.id and e.customer_id == cid and e.state in OPEN_STATES
-        for e in w.enrolments.values()
-    ):
-        return
-    prev = w.seen.get((sop.id, cid))
-    if prev is not None and at <= prev[1] + EVENT_REENTRY:
-        return
-    cycle = (prev[0] if prev else 0) + 1
+def _open(w: World, sop: SopDef, cid: str, cycle: int, at: datetime) -> Enr:
+    """A new enrolment at step 0 (a holdout one when the customer's bucket says so)."""
     holdout = _share(sop.key, cid) < sop.holdout_pct
     e = Enr(
         new_id(),
@@ -1220,3 +1197,16 @@ def _enrol_one(w: World, sop: SopDef, cid: str, at: datetime) -> None:
     )
     w.enrolments[e.id] = e
     w.seen[(sop.id, cid)] = (cycle, at)
+    return e
+
+
+def _enrol_one(w: World, sop: SopDef, cid: str, at: datetime) -> None:
+    if any(
+        e.sop_id == sop.id and e.customer_id == cid and e.state in OPEN_STATES
+        for e in w.enrolments.values()
+    ):
+        return
+    prev = w.seen.get((sop.id, cid))
+    if prev is not None and at <= prev[1] + EVENT_REENTRY:
+        return
+    _open(w, sop, cid, (prev[0] if prev else 0) + 1, at)

@@ -249,22 +249,25 @@ def guide_tasks(
     now = utcnow()
     rows = list(db.execute(stmt))
     rows.sort(key=lambda r: (-r[0].expected_value, as_utc(r[0].due_at), r[0].id))
-    return [
-        GuideTaskOut(
-            id=t.id,
-            staff_id=t.staff_id,
-            customer_id=t.customer_id,
-            sop=key,
-            kind=t.kind,
-            title=t.title,
-            script=t.script,
-            checklist=list(t.checklist or []),
-            expected_value=t.expected_value,
-            due_at=t.due_at,
-            status=t.status,
-            skip_reason=t.skip_reason,
-            done_at=t.done_at,
-            overdue=t.status == "open" and as_utc(t.due_at) < now,
-        )
-        for t, key in rows
-    ]
+    return [task_out(t, key, now) for t, key in rows]
+
+
+def task_out(task: GuideTask, sop_key: str | None = None, now: Any = None) -> GuideTaskOut:
+    """A guide task as the API, CLI and workbench show it (``overdue`` as of ``now``)."""
+    now = now or utcnow()
+    return GuideTaskOut(
+        id=task.id,
+        staff_id=task.staff_id,
+        customer_id=task.customer_id,
+        sop=sop_key,
+        kind=task.kind,
+        title=task.title,
+        script=task.script,
+        checklist=list(task.checklist or []),
+        expected_value=task.expected_value,
+        due_at=task.due_at,
+        status=task.status,
+        skip_reason=task.skip_reason,
+        done_at=task.done_at,
+        overdue=task.status == "open" and as_utc(task.due_at) < now,
+    )

@@ -21,13 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.core.audit import record
-from siyu.core.clock import as_utc, utcnow
+from siyu.core.clock import utcnow
 from siyu.core.db import atomic
 from siyu.core.errors import Conflict, Invalid, NotFound
 from siyu.core.tenancy import Actor
 from siyu.org import queries as org_queries
 from siyu.org.models import Membership, OrgUnit, Staff
 from siyu.org.permissions import authorize, unit_filter
+from siyu.sop import queries
 from siyu.sop.models import GuideTask, Sop
 from siyu.sop.schemas import GuideTaskOut
 
@@ -40,22 +41,7 @@ MAX_REASON = 200
 
 
 def task_out(task: GuideTask, sop_key: str | None = None) -> GuideTaskOut:
-    return GuideTaskOut(
-        id=task.id,
-        staff_id=task.staff_id,
-        customer_id=task.customer_id,
-        sop=sop_key,
-        kind=task.kind,
-        title=task.title,
-        script=task.script,
-        checklist=list(task.checklist or []),
-        expected_value=task.expected_value,
-        due_at=task.due_at,
-        status=task.status,
-        skip_reason=task.skip_reason,
-        done_at=task.done_at,
-        overdue=task.status == "open" and as_utc(task.due_at) < utcnow(),
-    )
+    return queries.task_out(task, sop_key)
 
 
 def _task_for(db: Session, actor: Actor, brand: Brand, task_id: str, permission: str) -> GuideTask:
