@@ -44,6 +44,7 @@ def kinds() -> list[JobKind]:
 
 
 def _builtin() -> None:
+    from siyu.channels.dispatcher import dispatch_outbox
     from siyu.ingest.actions import flush_inbox
     from siyu.sop.realtime import realtime_pass
     from siyu.tags.actions import run_scheduled
@@ -53,6 +54,8 @@ def _builtin() -> None:
     _registry.setdefault("sop.realtime", JobKind("sop.realtime", realtime_pass, batch=10_000))
     # after the inbox, so a round's tags see the events it has just flushed
     _registry.setdefault("tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10))
+    # after the SOP passes, so a touch decided this round is delivered this round
+    _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))
 
 
 def run_once(factory: sessionmaker[Session] | None = None) -> dict[str, int]:

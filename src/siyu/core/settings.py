@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     lake_uri: str | None = None
     # `siyu worker` computes each brand's tags when its last run is older than this
     tags_interval_minutes: int = 60
+    # E-mail channel (SMTP). No host = the e-mail adapter is not registered and e-mail rows
+    # stay pending. STARTTLS is on by default; turn it off only for a local relay.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str | None = None
+    smtp_starttls: bool = True
+    smtp_timeout: float = 10.0
 
     @field_validator("default_timezone")
     @classmethod

@@ -1,0 +1,106 @@
+"""E-mail over SMTP (``smtplib``), optionally upgraded with STARTTLS.
+
+Settings: ``SIYU_SMTP_HOST``, ``SIYU_SMTP_PORT``, ``SIYU_SMTP_USER``, ``SIYU_SMTP_PASSWORD``,
+``SIYU_SMTP_FROM``, ``SIYU_SMTP_STARTTLS`` (default on), ``SIYU_SMTP_TIMEOUT``.
+
+The message's content: ``subject``, ``text`` (or ``body``) and optional ``html``; the address
+is ``payload["to"]``. The ``Message-ID`` is derived from the idempotency key, so a message
+sent twice (at-least-once delivery) carries the same id both times.
+
+Classification: SMTP 4xx replies, connection errors and time-outs are transient; 5xx replies
+are permanent, except 535 (authentication), which is a configuration fault that may be fixed
+and is retried until the attempts run out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from siyu.channels.base import Capabilities, Message, Outcome
+from siyu.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int = 587
+    user: str | None = None
+    password: str | None = None
+    sender: str = "siyu@localhost"
+    starttls: bool = True
+    timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig | None:
+        if not settings.smtp_host:
+            return None
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            sender=settings.smtp_from or f"siyu@{settings.smtp_host}",
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
+
+
+def _classify(code: int, text: str) -> Outcome:
+    reason = f"smtp {code}: {text}"
+    if code == 535 or 400 <= code < 500:
+        return Outcome.transient(reason)
+    return Outcome.permanent(reason)
+
+
+class EmailChannel:
+    name = "email"
+    capabilities = Capabilities(rich_media=True, delivery_receipts=False)
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+
+    def build(self, message: Message) -> EmailMessage:
+        content = message.content
+        mail = EmailMessage()
+        mail["From"] = self.config.sender
+        mail["To"] = message.to or ""
+        mail["Subject"] = str(content.get("subject", ""))
+        digest = hashlib.sha256(f"{message.brand_id}:{message.idem_key}".encode()).hexdigest()
+        mail["Message-ID"] = f"<{digest[:32]}@siyu>"
+        mail["X-Siyu-Idempotency-Key"] = message.idem_key
+        mail.set_content(str(content.get("text") or content.get("body") or ""))
+        if content.get("html"):
+            mail.add_alternative(str(content["html"]), subtype="html")
+        return mail
+
+    def send(self, message: Message) -> Outcome:
+        if not message.to or "@" not in message.to:
+            return Outcome.permanent("no_recipient")
+        cfg = self.config
+        mail = self.build(message)
+        try:
+            with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout) as smtp:
+                if cfg.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if cfg.user:
+                    smtp.login(cfg.user, cfg.password or "")
+                refused = smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return _classify(code, text.decode(errors="replace"))
+        except smtplib.SMTPResponseException as exc:
+            raw = exc.smtp_error
+            said = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            return _classify(exc.smtp_code, said)
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. STARTTLS not offered
+            return Outcome.permanent(f"smtp: {exc}")
+        except (smtplib.SMTPException, OSError) as exc:  # connection, time-out, TLS
+            return Outcome.transient(f"smtp: {type(exc).__name__}: {exc}")
+        if refused:
+            code, text = next(iter(refused.values()))
+            return _classify(code, text.decode(errors="replace"))
+        return Outcome.ok(provider_id=str(mail["Message-ID"]))
