@@ -42,11 +42,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.core.clock import utcnow
-from siyu.core.db import atomic
+from siyu.core.db import atomic, table_of
 from siyu.core.ids import new_id
 from siyu.core.tenancy import SYSTEM, Actor
 from siyu.org.models import Brand
@@ -934,22 +934,38 @@ def _write_chunk(db: Session, brand_id: str, touches: list[Tch], run_id: str | N
             )
         )
         have_task = set(db.scalars(select(GuideTask.touch_id).where(GuideTask.touch_id.in_(ids))))
-        for t in touches:
+        if touches:
+            # every decision of the chunk in one executemany, not one statement per touch
+            tt = table_of(Touch)
             db.execute(
-                update(Touch)
-                .where(Touch.id == t.id)
+                update(tt)
+                .where(tt.c.id == bindparam("p_id"))
                 .values(
-                    status=t.status,
-                    reason=t.reason,
-                    cause=t.cause,
-                    send_at=t.send_at,
-                    deferred_until=t.deferred_until,
-                    channel=t.channel,
-                    content=t.content,
+                    status=bindparam("p_status"),
+                    reason=bindparam("p_reason"),
+                    cause=bindparam("p_cause"),
+                    send_at=bindparam("p_send_at"),
+                    deferred_until=bindparam("p_deferred_until"),
+                    channel=bindparam("p_channel"),
+                    content=bindparam("p_content"),
                     decided_at=now,
                     run_id=run_id,
-                )
+                ),
+                [
+                    {
+                        "p_id": t.id,
+                        "p_status": t.status,
+                        "p_reason": t.reason,
+                        "p_cause": t.cause,
+                        "p_send_at": t.send_at,
+                        "p_deferred_until": t.deferred_until,
+                        "p_channel": t.channel,
+                        "p_content": t.content,
+                    }
+                    for t in touches
+                ],
             )
+        for t in touches:
             if t.status != "sent" or t.send_at is None:
                 continue
             if t.channel == GUIDE_CHANNEL:
