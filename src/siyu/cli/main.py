@@ -120,7 +120,8 @@ def demo(
     port: Annotated[int, typer.Option("--port")] = 8000,
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
-    export it as the files a brand hands over, import exactly those, and serve the console."""
+    export it as the files a brand hands over, import exactly those, compute the tags and
+    segments, enable three SOPs and plan today, and serve the console."""
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
