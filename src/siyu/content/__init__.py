@@ -1,0 +1,1 @@
+"""Content library: materials, templates, tracking links, variants, UGC/KOC notes."""

@@ -1,0 +1,1 @@
+"""Metrics: KPI definitions, contracts and lines, cohorts, attribution, dashboards data, reports."""
