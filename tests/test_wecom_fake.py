@@ -493,14 +493,41 @@ def test_mass_message_waits_for_confirmation_then_reports(
     assert len(listed["group_msg_list"]) == 1 and listed["next_cursor"]
 
 
-def test_mass_message_quota_defaults_to_days_in_month(fake: FakeWeCom) -> None:
+def test_receive_quota_rules(fake: FakeWeCom) -> None:
     import calendar
     from datetime import datetime, timedelta, timezone
 
     now = datetime.now(timezone(timedelta(hours=8)))
-    assert fake.monthly_quota() == calendar.monthrange(now.year, now.month)[1]
-    fake.configure(monthly_quota=4)  # the older rule
-    assert fake.monthly_quota() == 4
+    month, limit = fake.quota_period()
+    assert month == f"{now.year:04d}-{now.month:02d}"
+    assert limit == calendar.monthrange(now.year, now.month)[1]  # the current rule
+    fake.configure(quota_rule="monthly_4")  # the older rule
+    assert fake.quota_period()[1] == 4
+    fake.configure(quota_rule="weekly_7")
+    assert fake.quota_period()[0].startswith(f"{now.isocalendar()[0]}-W")
+    fake.configure(quota_rule="daily_1")
+    assert fake.quota_period() == (now.date().isoformat(), 1)
+
+
+def test_daily_quota_frees_up_the_next_day(fake: FakeWeCom) -> None:
+    fake.configure(quota_rule="daily_1")
+    xid = fake.customers_of("zhangsan")[0]
+    statuses = []
+    for _ in range(3):
+        body = {"chat_type": "single", "sender": "zhangsan", "external_userid": [xid]}
+        msgid = _create_mass(fake, {**body, "text": {"content": "x"}})
+        fake.confirm_mass(msgid)
+        statuses.append(fake.state.mass[msgid]["results"][("zhangsan", xid)]["status"])
+        fake.advance(12 * 3600)
+    # two in the same day (12 h apart may cross midnight), so at least one 3 and one 1
+    assert 3 in statuses and 1 in statuses
+
+
+def _create_mass(fake: FakeWeCom, body: dict[str, Any]) -> str:
+    from siyu.wecom.fake_apis_more import add_msg_template
+
+    with fake.lock:
+        return str(add_msg_template(fake, {}, body)["msgid"])
 
 
 def test_mass_message_limits(base: str, http: httpx.Client) -> None:
@@ -575,6 +602,20 @@ def test_group_change_emits_change_external_chat(fake: FakeWeCom, receiver: Rece
     assert event["UpdateDetail"] == "add_member"
     assert event["ChatId"] == chat_id
     assert event["MemChangeCnt"] == "1"
+    assert "<MemChangeList><Item><![CDATA[wmdemo0011]]></Item></MemChangeList>" in (
+        fake.callbacks[0].xml
+    )
+    fake.dismiss_group_chat(chat_id)
+    assert fake.callbacks[1].done.wait(10)
+    query, body = receiver.hits[1]
+    event = WeComCrypt("SiyuFakeToken", DEFAULT_KEY, CORP).decrypt_message(
+        query["msg_signature"], query["timestamp"], query["nonce"], body
+    )
+    assert (event["Event"], event["ChangeType"], event["ChatId"]) == (
+        "change_external_chat",
+        "dismiss",
+        chat_id,
+    )
 
 
 # ---------------------------------------------------------------------- inheritance
@@ -603,6 +644,8 @@ def test_transfer_customer_waits_completes_and_at_most_twice(
     fake.decide_transfer(xid, accept=True)
     third = {"handover_userid": "zhangsan", "takeover_userid": "lisi", "external_userid": [xid]}
     assert call(http, base, api, third)["customer"][0]["errcode"] != 0
+    fake.advance(90 * 86_400)  # the 90-day protection ends
+    assert call(http, base, api, third)["customer"][0]["errcode"] == 0
 
 
 def test_transfer_refused_is_status_3_with_transfer_fail(

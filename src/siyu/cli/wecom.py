@@ -48,13 +48,17 @@ def fake(
     rate_limit: Annotated[
         int, typer.Option("--rate-limit", help="Calls per API per minute before 45009.")
     ] = 10_000,
+    quota_rule: Annotated[
+        str,
+        typer.Option(
+            "--quota-rule",
+            help="Mass messages a customer or group receives: monthly_days (as many a month "
+            "as the month has days), monthly_4 (the older rule), weekly_7, daily_1.",
+        ),
+    ] = _D.quota_rule,
     monthly_quota: Annotated[
         int | None,
-        typer.Option(
-            "--monthly-quota",
-            help="Mass messages a customer receives a month (default: days in the month; "
-            "4 for the older rule).",
-        ),
+        typer.Option("--monthly-quota", help="A number a month, overriding --quota-rule."),
     ] = None,
 ) -> None:
     """Serve the local WeCom server (/cgi-bin/… like qyapi.weixin.qq.com, /fake/… to drive
@@ -65,6 +69,8 @@ def fake(
     from siyu.wecom.fake import FakeWeCom, create_fake_app
 
     WeComCrypt(token, aes_key, corp_id)  # refuse a bad token or key before serving
+    if quota_rule not in ("monthly_days", "monthly_4", "weekly_7", "daily_1"):
+        raise typer.BadParameter(quota_rule, param_hint="--quota-rule")
     if seed not in (None, "demo"):
         raise typer.BadParameter("only 'demo' is known", param_hint="--seed")
     state = FakeWeCom(
@@ -77,6 +83,7 @@ def fake(
             callback_url=callback_url,
             token_ttl=token_ttl,
             api_limit_per_minute=rate_limit,
+            quota_rule=quota_rule,
             monthly_quota=monthly_quota,
         )
     )

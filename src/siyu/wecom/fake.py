@@ -176,6 +176,14 @@ def _control(app: FastAPI, fake: FakeWeCom) -> None:
             fake.change_group_members, chat_id, add=b.get("add", []), remove=b.get("remove", [])
         )
 
+    @app.post("/fake/group_chats/{chat_id}/dismiss")
+    def dismiss_group(chat_id: str) -> JSONResponse:
+        def dismiss() -> dict[str, Any]:
+            fake.dismiss_group_chat(chat_id)
+            return {"ok": True}
+
+        return run(dismiss)
+
     @app.post("/fake/mass/{msgid}/confirm")
     def confirm(msgid: str, body: Payload = None) -> JSONResponse:
         b = dict(body or {})

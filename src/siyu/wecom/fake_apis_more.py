@@ -85,13 +85,14 @@ def add_msg_template(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
 
 def confirm_mass(w: FakeWeCom, msgid: str, userid: str | None = None) -> dict[str, int]:
     """The sender confirms in the WeCom client: each recipient gets status 1 (sent), 2 (not
-    a friend / group gone) or 3 (already received its quota of mass messages this month)."""
+    a friend / group gone) or 3 (already received its quota of mass messages in the period)."""
     with w.lock:
         msg = w.state.mass.get(msgid)
         if msg is None:
             raise invalid("msgid not found")
         counts = {"sent": 0, "not_friend": 0, "quota": 0}
-        now, month, quota = w.now(), w.month_key(), w.monthly_quota()
+        now = w.now()
+        period, quota = w.quota_period(now)
         for sender, ids in msg["targets"].items():
             task = msg["tasks"][sender]
             if (userid and sender != userid) or task["status"] != 0:
@@ -103,14 +104,14 @@ def confirm_mass(w: FakeWeCom, msgid: str, userid: str | None = None) -> dict[st
                 else:
                     chat = w.state.group_chats.get(target)
                     reachable = bool(chat) and chat["owner"] == sender  # type: ignore[index]
-                used = w.state.quota_used.get((target, month), 0)
+                used = w.state.quota_used.get((target, period), 0)
                 if not reachable:
                     result["status"], key = 2, "not_friend"
                 elif used >= quota:
                     result["status"], key = 3, "quota"
                 else:
                     result["status"], key = 1, "sent"
-                    w.state.quota_used[(target, month)] = used + 1
+                    w.state.quota_used[(target, period)] = used + 1
                     w.state.delivered.append(
                         {
                             "msgid": msgid,
@@ -187,6 +188,17 @@ def get_groupmsg_send_result(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
 # ---------------------------------------------------------------------- inheritance
 
 
+def _protected(w: FakeWeCom, xid: str) -> bool:
+    """Transferred ``transfer_max_times`` already: no more until 90 days after the last."""
+    times = w.state.transfer_times.get(xid, [])
+    if len(times) < w.settings.transfer_max_times:
+        return False
+    if w.now() - times[-1] >= w.settings.transfer_protection_seconds:
+        w.state.transfer_times[xid] = []
+        return False
+    return True
+
+
 def _transfer(w: FakeWeCom, b: Json, kind: str) -> Json:
     handover, takeover = need(b, "handover_userid"), need(b, "takeover_userid")
     w.user_or_error(handover)
@@ -199,11 +211,11 @@ def _transfer(w: FakeWeCom, b: Json, kind: str) -> Json:
         pending = any(t["external_userid"] == xid and t["status"] == 2 for t in w.state.transfers)
         if (handover, xid) not in w.state.follows:
             errcode = NOT_A_CUSTOMER
-        elif pending or w.state.transfer_counts.get(xid, 0) >= w.settings.transfer_max_times:
+        elif pending or _protected(w, xid):
             errcode = TRANSFER_LIMIT
         else:
             errcode = 0
-            w.state.transfer_counts[xid] = w.state.transfer_counts.get(xid, 0) + 1
+            w.state.transfer_times.setdefault(xid, []).append(w.now())
             w.state.transfers.append(
                 {
                     "kind": kind,

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -211,7 +211,3 @@ class CallbackSender:
         except httpx.HTTPError:
             return False
         return resp.status_code == 200 and resp.text == plain
-
-
-def member_change_list(userids: Sequence[str]) -> list[str]:
-    return list(userids)

@@ -58,10 +58,13 @@ class FakeSettings:
     api_limit_per_minute: int = 10_000
     api_block_seconds: float = 60.0
     max_concurrent_per_api: int | None = None
-    # None: as many mass messages a month as the month has days; 4 for the older rule
+    # mass messages a customer (or group) receives: monthly_days (the current rule),
+    # monthly_4 (the older rule), weekly_7, daily_1; monthly_quota (a number) overrides
+    quota_rule: str = "monthly_days"
     monthly_quota: int | None = None
     max_corp_tags: int = 3000
     transfer_max_times: int = 2
+    transfer_protection_seconds: float = 90 * 86_400.0
     transfer_wait_seconds: float = 24 * 3600.0
     group_transfer_per_day: int = 300
     takeover_customer_limit: int | None = None
@@ -83,6 +86,6 @@ class FakeState:
     quota_used: dict[tuple[str, str], int] = field(default_factory=dict)
     delivered: list[dict[str, Any]] = field(default_factory=list)
     transfers: list[dict[str, Any]] = field(default_factory=list)
-    transfer_counts: dict[str, int] = field(default_factory=dict)
+    transfer_times: dict[str, list[float]] = field(default_factory=dict)
     group_transfers: dict[tuple[str, str], int] = field(default_factory=dict)
     links: dict[str, dict[str, Any]] = field(default_factory=dict)

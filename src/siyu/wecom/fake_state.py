@@ -230,15 +230,25 @@ class FakeWeCom:
 
     # ------------------------------------------------------------------ quota
 
-    def month_key(self, at: float | None = None) -> str:
+    def quota_period(self, at: float | None = None) -> tuple[str, int]:
+        """(period key, mass messages a customer or group may receive in it) under the
+        ``quota_rule``: monthly_days (as many a month as the month has days, the current
+        rule), monthly_4 (the older rule), weekly_7, daily_1; ``monthly_quota`` overrides."""
         moment = datetime.fromtimestamp(self.now() if at is None else at, CHINA)
-        return f"{moment.year:04d}-{moment.month:02d}"
-
-    def monthly_quota(self, at: float | None = None) -> int:
+        month = f"{moment.year:04d}-{moment.month:02d}"
         if self.settings.monthly_quota is not None:
-            return self.settings.monthly_quota
-        moment = datetime.fromtimestamp(self.now() if at is None else at, CHINA)
-        return calendar.monthrange(moment.year, moment.month)[1]
+            return month, self.settings.monthly_quota
+        rule = self.settings.quota_rule
+        if rule == "monthly_days":
+            return month, calendar.monthrange(moment.year, moment.month)[1]
+        if rule == "monthly_4":
+            return month, 4
+        if rule == "weekly_7":
+            year, week, _ = moment.isocalendar()
+            return f"{year:04d}-W{week:02d}", 7
+        if rule == "daily_1":
+            return moment.date().isoformat(), 1
+        raise ValueError(f"unknown quota_rule {rule!r}")
 
     def today_key(self) -> str:
         return datetime.fromtimestamp(self.now(), CHINA).date().isoformat()
@@ -553,6 +563,14 @@ class FakeWeCom:
         else:
             member["name"] = (self.state.users.get(userid) or {}).get("name", "")
         return member
+
+    def dismiss_group_chat(self, chat_id: str) -> None:
+        """The owner dismisses the group: change_external_chat dismiss."""
+        with self.lock:
+            if self.state.group_chats.pop(chat_id, None) is None:
+                raise FakeError(GROUP_NOT_FOUND, "group chat not found")
+            event = self.chat_event("dismiss", chat_id)
+        self.emit(event)
 
     def change_group_members(
         self,
