@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siyu.wecom import errors as e
 from siyu.wecom.client import WeComClient
@@ -434,3 +436,46 @@ def test_error_classes_and_transient_flags() -> None:
     assert unknown.code == "wecom.api_error"
     assert "99999" in unknown.message("en")
     assert e.error_for(-1).transient and e.error_for(42001).transient
+
+
+@given(
+    gaps=st.lists(st.floats(min_value=0, max_value=30), min_size=1, max_size=200),
+    limit=st.integers(min_value=1, max_value=8),
+)
+@settings(max_examples=60, deadline=None)
+def test_limiter_never_allows_more_than_the_limit_in_any_window(
+    gaps: list[float], limit: int
+) -> None:
+    now = [0.0]
+    limiter = SlidingWindowLimiter([(60.0, limit)], clock=lambda: now[0])
+    allowed: list[float] = []
+    for gap in gaps:
+        now[0] += gap
+        if limiter.try_acquire("api") == 0:
+            allowed.append(now[0])
+    # any window of 60 s holds at most `limit` allowed calls
+    for i, start in enumerate(allowed):
+        assert sum(1 for t in allowed[i:] if t < start + 60.0) <= limit
+    # and a refused call is told a wait after which it is allowed
+    wait = limiter.try_acquire("api")
+    if wait > 0:
+        now[0] += wait
+        assert limiter.try_acquire("api") == 0
+
+
+def test_cli_ping_checks_credentials(fake: FakeWeCom, base: str) -> None:
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["wecom", "ping", "--base-url", base, "--corp-id", CORP, "--secret", SECRET]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "ok: 2 departments, 3 staff" in ok.output
+    bad = runner.invoke(
+        app, ["wecom", "ping", "--base-url", base, "--corp-id", CORP, "--secret", "nope"]
+    )
+    assert bad.exit_code == 2
+    assert "wecom.credentials_invalid" in bad.output

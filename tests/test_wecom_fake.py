@@ -374,17 +374,17 @@ def test_add_friend_callback_is_signed_encrypted_and_documented(
 
 
 def test_callbacks_retry_three_times_without_answer(fake: FakeWeCom) -> None:
-    slow = Receiver(plan=[1.0, 1.0, 1.0])
+    slow = Receiver(plan=[0.6, 0.6, 0.6])
     try:
-        fake.configure(callback_url=slow.url, callback_timeout=0.3)
+        fake.configure(callback_url=slow.url, callback_timeout=0.2)
         delivery = fake.add_friend("lisi", wait=True)["delivery"]
         assert delivery["attempts"] == 3
         assert delivery["status"] == "failed"
     finally:
         slow.close()
-    flaky = Receiver(plan=[500, 1.0, 200])
+    flaky = Receiver(plan=[500, 0.6, 200])
     try:
-        fake.configure(callback_url=flaky.url, callback_timeout=0.3)
+        fake.configure(callback_url=flaky.url, callback_timeout=0.2)
         delivery = fake.add_friend("lisi", wait=True)["delivery"]
         assert delivery["attempts"] == 3
         assert delivery["status"] == "delivered"
@@ -398,6 +398,18 @@ def test_callbacks_retry_three_times_without_answer(fake: FakeWeCom) -> None:
         assert len({e["ExternalUserID"] for e in events}) == 1
     finally:
         flaky.close()
+
+
+def test_callbacks_arrive_in_order(fake: FakeWeCom, receiver: Receiver) -> None:
+    fake.configure(callback_url=receiver.url)
+    added = [fake.add_friend("wangwu", name=f"n{i}")["external_userid"] for i in range(5)]
+    assert fake.wait_callbacks()
+    crypt = WeComCrypt("SiyuFakeToken", DEFAULT_KEY, CORP)
+    got = [
+        crypt.decrypt_message(q["msg_signature"], q["timestamp"], q["nonce"], b)["ExternalUserID"]
+        for q, b in receiver.hits
+    ]
+    assert got == added
 
 
 def test_callback_url_verification(fake: FakeWeCom, base: str, http: httpx.Client) -> None:

@@ -18,6 +18,7 @@ import itertools
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,9 @@ class FakeWeCom:
         self.calls: list[dict[str, Any]] = []
         self.callbacks: list[Delivery] = []
         self._ids = itertools.count(1)
+        self._outbox: deque[tuple[Delivery, CallbackSender]] = deque()
+        self._outbox_lock = threading.Lock()
+        self._sending = False
 
     # ------------------------------------------------------------------ clock, ids
 
@@ -193,8 +197,9 @@ class FakeWeCom:
     # ------------------------------------------------------------------ callbacks
 
     def emit(self, event: dict[str, Any], *, wait: bool = False) -> Delivery:
-        """Send one event to the callback URL in a background thread (``wait`` blocks until
-        delivered or given up). Without a URL the event is only recorded."""
+        """Queue one event for the callback URL (``wait`` blocks until delivered or given
+        up). Events are delivered in order by one background thread, started when there is
+        work and gone when the queue is empty. Without a URL the event is only recorded."""
         s = self.settings
         delivery = Delivery(event=event, xml=event_xml(event), url=s.callback_url)
         sender = CallbackSender(
@@ -202,11 +207,30 @@ class FakeWeCom:
         )
         with self.lock:
             self.callbacks.append(delivery)
-        thread = threading.Thread(target=sender.deliver, args=(delivery,), daemon=True)
-        thread.start()
+        with self._outbox_lock:
+            self._outbox.append((delivery, sender))
+            if not self._sending:
+                self._sending = True
+                threading.Thread(target=self._drain, daemon=True).start()
         if wait:
             delivery.done.wait()
         return delivery
+
+    def _drain(self) -> None:
+        while True:
+            with self._outbox_lock:
+                if not self._outbox:
+                    self._sending = False
+                    return
+                delivery, sender = self._outbox.popleft()
+            sender.deliver(delivery)
+
+    def wait_callbacks(self, timeout: float = 30.0) -> bool:
+        """Block until every queued callback is delivered or given up."""
+        with self.lock:
+            pending = list(self.callbacks)
+        deadline = time.monotonic() + timeout
+        return all(d.done.wait(max(0.0, deadline - time.monotonic())) for d in pending)
 
     def verify_callback_url(self) -> bool:
         s = self.settings

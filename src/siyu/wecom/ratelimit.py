@@ -53,7 +53,8 @@ class SlidingWindowLimiter:
         queues = self._calls.get(key)
         if queues:
             for (seconds, limit), calls in zip(self.windows, queues, strict=True):
-                while calls and calls[0] <= now - seconds:
+                # (a hair of slack so that waiting exactly the answered time is enough)
+                while calls and calls[0] <= now - seconds + 1e-9:
                     calls.popleft()
                 if len(calls) >= limit:
                     # the call that must leave the window before one more fits
