@@ -188,6 +188,33 @@ def test_block_duration_and_retries_are_configurable(
     assert sleeps == [5.0, 5.0, 5.0]
 
 
+def test_no_wait_client_raises_at_once_and_respects_the_block(
+    fake: FakeWeCom, base: str, sleeps: Sleeps
+) -> None:
+    # an outbox worker's client: never sleeps on a limit, reschedules instead
+    c = WeComClient(
+        CORP,
+        SECRET,
+        base_url=base,
+        token_cache=TokenCache(),
+        limiter=SlidingWindowLimiter(clock=fake.now),
+        sleep=sleeps,
+        rate_limit_retries=0,
+    )
+    fake.inject("externalcontact/list", 45009, times=1)
+    with pytest.raises(e.RateLimited) as first:
+        c.list_external_contacts("zhangsan")
+    assert first.value.retry_after == 60.0
+    # the API is blocked on our side for the minute: refused without calling WeCom
+    with pytest.raises(e.RateLimited) as second:
+        c.list_external_contacts("zhangsan")
+    assert 0 < second.value.retry_after <= 60.0
+    assert fake.call_count("externalcontact/list") == 1
+    assert sleeps == []
+    fake.advance(60)
+    assert c.list_external_contacts("zhangsan")
+
+
 def test_concurrency_limit_backs_off_briefly(
     fake: FakeWeCom, client: WeComClient, sleeps: Sleeps
 ) -> None:

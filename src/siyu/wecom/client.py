@@ -53,7 +53,7 @@ class WeComClient(ApisMixin):
         rate_limit_retries: int = 1,
         minute_block: float = 60.0,
         concurrency_backoff: float = 1.0,
-        limiter_max_wait: float = 60.0,
+        limiter_max_wait: float | None = None,
     ) -> None:
         if not corp_id or not secret:
             raise e.InvalidArgument.local("gettoken", "corp_id and secret are required")
@@ -71,6 +71,10 @@ class WeComClient(ApisMixin):
         self.rate_limit_retries = rate_limit_retries
         self.minute_block = minute_block
         self.concurrency_backoff = concurrency_backoff
+        # a client that must not wait out a rate limit (rate_limit_retries=0, e.g. an outbox
+        # worker that reschedules) must not wait in the limiter either
+        if limiter_max_wait is None:
+            limiter_max_wait = minute_block if rate_limit_retries > 0 else 0.0
         self.limiter_max_wait = limiter_max_wait
         self._key = token_key(self.base_url, corp_id, secret)
 
