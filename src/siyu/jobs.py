@@ -48,7 +48,15 @@ def _builtin() -> None:
     from siyu.ingest.actions import flush_inbox
     from siyu.sop.realtime import realtime_pass
     from siyu.tags.actions import run_scheduled
+    from siyu.wecom.callback import process_callbacks
+    from siyu.wecom.inherit import poll_transfers
+    from siyu.wecom.results import read_results
 
+    # WeCom callbacks first: a new friend's event reaches the inbox, the lake and the welcome
+    # SOP in this same round (the welcome code is valid for 20 s)
+    _registry.setdefault(
+        "wecom.callbacks", JobKind("wecom.callbacks", process_callbacks, batch=200)
+    )
     _registry.setdefault("ingest.inbox", JobKind("ingest.inbox", flush_inbox, batch=5000))
     # right after the inbox: a WeCom add flushed this round is greeted this round
     _registry.setdefault("sop.realtime", JobKind("sop.realtime", realtime_pass, batch=10_000))
@@ -56,6 +64,8 @@ def _builtin() -> None:
     _registry.setdefault("tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10))
     # after the SOP passes, so a touch decided this round is delivered this round
     _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))
+    _registry.setdefault("wecom.results", JobKind("wecom.results", read_results, batch=200))
+    _registry.setdefault("wecom.transfers", JobKind("wecom.transfers", poll_transfers, batch=100))
 
 
 def run_once(factory: sessionmaker[Session] | None = None) -> dict[str, int]:

@@ -24,8 +24,10 @@ a row whose provider accepted it just before the kill is sent again. Adapters pa
 idempotency key to the provider (webhook header, SMS ``out_id``, e-mail ``Message-ID``) so the
 receiver can drop the duplicate. The lease must be longer than an adapter's time-out.
 
-Channels without an adapter (``wecom_1to1``, ``wecom_mass``, ``wecom_group``, … until the
-WeCom connector lands; ``email`` without SMTP settings) are left ``pending`` and untouched.
+WeCom rows (``wecom_1to1``, ``wecom_mass``, ``wecom_group``) go through
+:mod:`siyu.channels.wecom`; a brand without a WeCom app gets a permanent failure. Channels
+without an adapter (``email`` without SMTP settings, ``wecom_moments``, …) are left ``pending``
+and untouched.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from siyu.channels.base import Channel, Message, Outcome
 from siyu.channels.console import ConsoleChannel
 from siyu.channels.email import EmailChannel, SmtpConfig
+from siyu.channels.wecom import wecom_adapters
 from siyu.core.clock import utcnow
+from siyu.core.db import session_factory
 from siyu.core.settings import get_settings
 from siyu.sop.models import Outbox
 
@@ -64,7 +69,7 @@ class RetryPolicy:
         return step / 2 + step / 2 * r
 
 
-def default_adapters() -> dict[str, Channel]:
+def default_adapters(engine: Engine | None = None) -> dict[str, Channel]:
     """The adapters configured for this process: console always; e-mail when SMTP is set.
     Webhook and SMS need per-brand settings (endpoints, templates) and are registered by
     whoever holds them (``dispatch(..., adapters=...)``)."""
@@ -72,6 +77,7 @@ def default_adapters() -> dict[str, Channel]:
     smtp = SmtpConfig.from_settings(get_settings())
     if smtp is not None:
         adapters["email"] = EmailChannel(smtp)
+    adapters.update(wecom_adapters(session_factory(engine)))
     return adapters
 
 
@@ -184,7 +190,7 @@ def dispatch(
     rng: random.Random | None = None,
 ) -> int:
     """One dispatcher pass; returns the number of rows claimed (and attempted)."""
-    adapters = default_adapters() if adapters is None else adapters
+    adapters = default_adapters(db.get_bind().engine) if adapters is None else adapters
     policy = policy or RetryPolicy()
     if not adapters:
         return 0

@@ -26,7 +26,8 @@ def load_models() -> None:
     import siyu.ingest.models
     import siyu.org.models
     import siyu.sop.models
-    import siyu.tags.models  # noqa: F401
+    import siyu.tags.models
+    import siyu.wecom.models  # noqa: F401
 
 
 def config(url: str) -> Config:

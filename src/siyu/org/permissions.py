@@ -34,6 +34,7 @@ PERMISSIONS = (
     "tags.write",
     "segments.export",
     "sop.write",
+    "wecom.manage",
 )
 
 _ALL = frozenset(PERMISSIONS)

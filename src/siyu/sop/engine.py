@@ -52,7 +52,16 @@ from siyu.core.tenancy import SYSTEM, Actor
 from siyu.org.models import Brand
 from siyu.sop import cron as cronlib
 from siyu.sop import state as st
-from siyu.sop.models import Enrolment, GuideTask, Outbox, Sop, SopPolicy, SopRun, Touch
+from siyu.sop.models import (
+    Enrolment,
+    GuideTask,
+    Outbox,
+    PlatformQuotaUse,
+    Sop,
+    SopPolicy,
+    SopRun,
+    Touch,
+)
 from siyu.sop.planner import (
     NEVER,
     REASONS,
@@ -64,7 +73,7 @@ from siyu.sop.planner import (
     epoch,
     plan,
 )
-from siyu.sop.policy import CHANNELS, GUIDE_CHANNEL, BreathingPolicy
+from siyu.sop.policy import CHANNELS, GUIDE_CHANNEL, PLATFORM_QUOTA_CHANNEL, BreathingPolicy
 
 HISTORY_DAYS = 35  # a month plus the default back-off pause
 GUIDE_TASK_GRACE_HOURS = 72  # a guide task stays valid this long past its due time
@@ -297,6 +306,18 @@ def load(
         )
         if at is not None
     ]
+    # mass messages the customer received from elsewhere (WeCom result status 3) use the
+    # platform quota like ours do
+    history.extend(
+        (c, PLATFORM_QUOTA_CHANNEL, "transactional", at, "")
+        for c, at in db.execute(
+            select(PlatformQuotaUse.customer_id, PlatformQuotaUse.used_at).where(
+                PlatformQuotaUse.brand_id == brand.id,
+                PlatformQuotaUse.used_at >= since - timedelta(days=HISTORY_DAYS),
+                *cust(PlatformQuotaUse.customer_id),
+            )
+        )
+    )
     facts = st.Facts.read(db, brand.id, _fact_types(sops), customer_ids)
     return World(
         brand.id,

@@ -203,3 +203,22 @@ class SopRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(String(1000))
+
+
+class PlatformQuotaUse(Base):
+    """A mass message a customer received that Siyu did not send (WeCom answered a mass
+    message's result with status 3, "already received another mass message"): it uses the
+    platform quota as much as one of ours, so the planner counts it on ``wecom_mass``."""
+
+    __tablename__ = "platform_quota_uses"
+    __table_args__ = (
+        UniqueConstraint("brand_id", "source_key"),
+        Index("ix_platform_quota_uses_customer", "brand_id", "customer_id", "used_at"),
+    )
+
+    id: Mapped[str] = id_column()
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
+    customer_id: Mapped[str] = mapped_column(String(26))
+    used_at: Mapped[datetime] = mapped_column()
+    source_key: Mapped[str] = mapped_column(String(120))  # e.g. the mass message id
+    created_at: Mapped[datetime] = created_column()

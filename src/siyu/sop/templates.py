@@ -29,6 +29,9 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "description": "客户添加导购企微后:立即发送欢迎语,次日导购一对一沟通,第3天推送品牌内容。",
         "priority": 90,
         "audience": {"kind": "event", "event": "wecom_contact_added"},
+        # the welcome answers the customer's own add and WeCom takes it only within 20 s of
+        # the event: no quiet hours for this journey (its later steps have set times anyway)
+        "policy": {"quiet_start": "00:00", "quiet_end": "00:00"},
         "goal_event": None,
         "holdout_pct": 0,
         "steps": [

@@ -36,6 +36,7 @@ from siyu.web import (
     sop,
     staff,
     tags,
+    wecom,
     workbench,
 )
 from siyu.web.deps import LANG_COOKIE, SESSION_COOKIE, cookie_secure, locale_of
@@ -144,6 +145,7 @@ def install(app: FastAPI) -> None:
         apikeys,
         audit,
         workbench,
+        wecom,
     )
     for module in routers:
         app.include_router(module.router)
