@@ -74,6 +74,8 @@ class FakeWeCom:
         self._outbox: deque[tuple[Delivery, CallbackSender]] = deque()
         self._outbox_lock = threading.Lock()
         self._sending = False
+        # every corp has its root department, id 1
+        self.add_department(1, "企业", 0)
 
     # ------------------------------------------------------------------ clock, ids
 
