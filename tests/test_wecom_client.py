@@ -453,6 +453,15 @@ def test_inheritance_links_and_statistics(fake: FakeWeCom, client: WeComClient) 
     assert 7 <= len(rows) <= 8 and all("chat_cnt" in r for r in rows)
 
 
+def test_unionid_to_external_userid(fake: FakeWeCom, client: WeComClient) -> None:
+    added = fake.add_friend("lisi", unionid="ounion_1")
+    got = client.unionid_to_external_userid("ounion_1")
+    assert got["external_userid_info"][0]["external_userid"] == added["external_userid"]
+    pending = client.unionid_to_external_userid("ounion_stranger")
+    assert pending["pending_id"] and "external_userid_info" not in pending
+    assert client.unionid_to_external_userid("ounion_stranger") == pending
+
+
 def test_error_classes_and_transient_flags() -> None:
     assert isinstance(e.error_for(45033, "x", "api"), e.RateLimited)
     assert isinstance(e.error_for(41050), e.WelcomeCodeExpired)

@@ -538,6 +538,25 @@ class ApisMixin:
         query.append(("customer_channel", customer_channel))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
+    # ------------------------------------------------------------------ identifiers
+
+    def unionid_to_external_userid(self, unionid: str, *, openid: str = "") -> Json:
+        """``idconvert/unionid_to_external_userid``: {external_userid_info: [{corpid,
+        external_userid}]} for a customer, or {pending_id} (valid 90 days) for a WeChat user
+        who is not a customer yet (unionid only comes with a bound Open Platform account)."""
+        api = "idconvert/unionid_to_external_userid"
+        check(bool(unionid), api, "unionid required")
+        body: Json = {"unionid": unionid, "subject_type": 1}
+        if openid:
+            body["openid"] = openid
+        data = self.post(api, body)
+        out: Json = {}
+        if data.get("external_userid_info"):
+            out["external_userid_info"] = list(data["external_userid_info"])
+        if data.get("pending_id"):
+            out["pending_id"] = data["pending_id"]
+        return out
+
     # ------------------------------------------------------------------ statistics
 
     def user_behavior_data(

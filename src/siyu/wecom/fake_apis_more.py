@@ -444,3 +444,22 @@ def get_user_behavior_data(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
         )
         stamp += 86_400
     return {"behavior_data": rows}
+
+
+# ---------------------------------------------------------------------- identifiers
+
+
+@api("idconvert/unionid_to_external_userid")
+def unionid_to_external_userid(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
+    """The customer's external_userid, or a pending_id (valid 90 days) when the person is
+    not a customer yet; the same pending_id for the same unionid."""
+    unionid = str(need(b, "unionid"))
+    found = [
+        {"corpid": w.settings.corp_id, "external_userid": c["external_userid"]}
+        for c in w.state.customers.values()
+        if c.get("unionid") == unionid
+    ]
+    if found:
+        return {"external_userid_info": found}
+    digest = hashlib.sha256(f"{w.settings.corp_id}:{unionid}".encode()).hexdigest()
+    return {"pending_id": "p" + digest[:24]}
