@@ -93,7 +93,7 @@ def fake(
             f"seeded: {counts['users']} staff, {counts['customers']} customers, "
             f"{counts['group_chats']} groups"
         )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
