@@ -91,6 +91,20 @@ def test_token_expiry_mid_run_refreshes_once(fake: FakeWeCom, client: WeComClien
     assert fake.call_count("gettoken") == 2
 
 
+def test_token_expiring_in_the_middle_of_a_paginated_run(
+    fake: FakeWeCom, client: WeComClient
+) -> None:
+    for i in range(5):
+        fake.add_group_chat("wangwu", f"群{i}")
+    chats = client.iter_group_chats(limit=2)
+    seen = [next(chats)["chat_id"]]
+    fake.expire_tokens()  # between two pages, earlier than our cache expects
+    seen += [c["chat_id"] for c in chats]
+    assert len(seen) == len(set(seen)) == 7
+    assert fake.call_count("externalcontact/groupchat/list", 42001) == 1
+    assert fake.call_count("gettoken") == 2
+
+
 def test_early_invalidation_refreshes_once(fake: FakeWeCom, client: WeComClient) -> None:
     client.list_departments()
     fake.invalidate_tokens()
