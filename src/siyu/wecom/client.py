@@ -169,7 +169,7 @@ class WeComClient(ApisMixin):
             if errcode in e.RATE_CODES:
                 block = self.minute_block if errcode == e.CALL_LIMIT else self.concurrency_backoff
                 if errcode == e.CALL_LIMIT:
-                    self.limiter.block((self.corp_id, api), block)
+                    self.limiter.block(self._limit_key(api), block)
                 if limited < self.rate_limit_retries:
                     self.sleep(block)
                     limited += 1
@@ -177,8 +177,13 @@ class WeComClient(ApisMixin):
                 raise e.RateLimited(errcode, errmsg, api, retry_after=block)
             raise e.error_for(errcode, errmsg, api)
 
+    def _limit_key(self, api: str) -> tuple[str, str, str]:
+        # WeCom counts per corp and API; the server is part of the key so that two local
+        # WeCom servers (tests) never share a block
+        return (self.base_url, self.corp_id, api)
+
     def _acquire(self, api: str) -> None:
-        key = (self.corp_id, api)
+        key = self._limit_key(api)
         waited = 0.0
         while (wait := self.limiter.try_acquire(key)) > 0:
             if waited + wait > self.limiter_max_wait:
