@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from siyu.wecom.fake_apis import Json, api, check_message, int_arg, need, page
+from siyu.wecom.fake_groups import member
 from siyu.wecom.fake_settings import (
     CHINA,
     GROUP_NOT_FOUND,
@@ -337,7 +338,7 @@ def _group_transfer(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
         w.state.group_transfers[day] = w.state.group_transfers.get(day, 0) + 1
         chat["owner"] = new_owner
         if all(m["userid"] != new_owner for m in chat["member_list"]):
-            chat["member_list"].append(w._member(new_owner, 1, new_owner, int(w.now())))
+            chat["member_list"].append(member(w, new_owner, 1, new_owner, int(w.now())))
         w.emit(w.chat_event("update", chat_id, UpdateDetail="change_owner"))
     return {"failed_chat_list": failed}
 

@@ -37,7 +37,6 @@ from siyu.wecom.fake_settings import (
     CHINA,
     CONCURRENCY_LIMIT,
     EXPIRED_TOKEN,
-    GROUP_NOT_FOUND,
     INVALID_CORPID,
     INVALID_SECRET,
     INVALID_TOKEN,
@@ -546,100 +545,30 @@ class FakeWeCom:
         chat_id: str | None = None,
         emit: bool = False,
     ) -> dict[str, Any]:
-        with self.lock:
-            self.user_or_error(owner)
-            now = int(self.now())
-            member_list = []
-            for userid in dict.fromkeys([owner, *(members or [])]):
-                member_list.append(self._member(userid, 1, owner, now))
-            for xid in customers or []:
-                member_list.append(self._member(xid, 2, owner, now))
-            chat_id = chat_id or "wr" + secrets.token_hex(14)
-            chat: dict[str, Any] = {
-                "chat_id": chat_id,
-                "name": name,
-                "owner": owner,
-                "create_time": now,
-                "notice": notice,
-                "member_list": member_list,
-                "admin_list": [],
-                "status": 0,
-            }
-            self.state.group_chats[chat_id] = chat
-            event = self.chat_event("create", chat_id)
-        if emit:
-            self.emit(event)
-        return chat
+        """A customer group owned by ``owner`` (change_external_chat create if ``emit``)."""
+        from siyu.wecom import fake_groups
 
-    def _member(self, userid: str, type: int, invitor: str, at: int) -> dict[str, Any]:
-        member: dict[str, Any] = {
-            "userid": userid,
-            "type": type,
-            "join_time": at,
-            "join_scene": 1,
-            "invitor": {"userid": invitor},
-            "group_nickname": "",
-            "name": "",
-        }
-        if type == 2:
-            customer = self.state.customers.get(userid) or {}
-            member["name"] = customer.get("name", "")
-            if customer.get("unionid"):
-                member["unionid"] = customer["unionid"]
-        else:
-            member["name"] = (self.state.users.get(userid) or {}).get("name", "")
-        return member
+        return fake_groups.add_group_chat(
+            self,
+            owner,
+            name,
+            members=members,
+            customers=customers,
+            notice=notice,
+            chat_id=chat_id,
+            emit=emit,
+        )
+
+    def change_group_members(
+        self, chat_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Join or leave: change_external_chat update (add_member / del_member)."""
+        from siyu.wecom import fake_groups
+
+        return fake_groups.change_group_members(self, chat_id, add=add, remove=remove)
 
     def dismiss_group_chat(self, chat_id: str) -> None:
         """The owner dismisses the group: change_external_chat dismiss."""
-        with self.lock:
-            if self.state.group_chats.pop(chat_id, None) is None:
-                raise FakeError(GROUP_NOT_FOUND, "group chat not found")
-            event = self.chat_event("dismiss", chat_id)
-        self.emit(event)
+        from siyu.wecom import fake_groups
 
-    def change_group_members(
-        self,
-        chat_id: str,
-        *,
-        add: Sequence[str] = (),
-        remove: Sequence[str] = (),
-    ) -> dict[str, Any]:
-        """Customers or members join or leave: change_external_chat update (add_member /
-        del_member, MemChangeCnt, MemChangeList)."""
-        with self.lock:
-            chat = self.state.group_chats.get(chat_id)
-            if chat is None:
-                raise FakeError(GROUP_NOT_FOUND, "group chat not found")
-            now = int(self.now())
-            events = []
-            if add:
-                for uid in add:
-                    kind = 1 if uid in self.state.users else 2
-                    chat["member_list"].append(self._member(uid, kind, chat["owner"], now))
-                events.append(
-                    self.chat_event(
-                        "update",
-                        chat_id,
-                        UpdateDetail="add_member",
-                        JoinScene=1,
-                        MemChangeCnt=len(add),
-                        MemChangeList=list(add),
-                    )
-                )
-            if remove:
-                gone = set(remove)
-                chat["member_list"] = [m for m in chat["member_list"] if m["userid"] not in gone]
-                events.append(
-                    self.chat_event(
-                        "update",
-                        chat_id,
-                        UpdateDetail="del_member",
-                        QuitScene=0,
-                        MemChangeCnt=len(remove),
-                        MemChangeList=list(remove),
-                    )
-                )
-        for event in events:
-            self.emit(event)
-        return chat
+        fake_groups.dismiss_group_chat(self, chat_id)
