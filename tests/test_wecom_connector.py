@@ -68,6 +68,7 @@ def wired(db: Session, world: object, engine: Engine, app: Any) -> Iterator[Wire
 
     fake = FakeWeCom()
     fake.configure(corp_id=CORP, secret=SECRET, token=TOKEN, aes_key=AES)
+    fake.add_department(1, "总部")
     fake.add_user("aguide", "导购小A")
     fake.add_user("aguide2", "导购小B")
     server_fake = FakeServer(fake)
@@ -202,7 +203,14 @@ def test_new_friend_becomes_customer_attributed_and_welcomed_within_20s(
         fake.state.callbacks if hasattr(fake.state, "callbacks") else None,
     )
     assert fake.state.welcome_sent, f"no welcome reached the local WeCom server: {debug}"
-    print(f"welcome after {elapsed:.2f} s")
+    cb = db.scalar(select(WecomCallback))
+    ob = db.scalar(select(Outbox))
+    if cb is not None and ob is not None:
+        print(
+            f"welcome after {elapsed:.2f} s: callback stored {cb.received_at:%T.%f}, "
+            f"handled {cb.processed_at:%T.%f}, outbox row {ob.created_at:%T.%f}, "
+            f"sent {ob.sent_at:%T.%f}"
+        )
     assert elapsed < 20
     sent = fake.state.welcome_sent[0]
     assert sent["welcome_code"] == added["welcome_code"]
@@ -519,6 +527,7 @@ def test_sync_mirrors_staff_contacts_groups_and_tags(db: Session, wired: Wired) 
         w.fake.add_friend(
             "aguide", name=f"客户{i}", welcome_code=False, state="store_01", wait=True
         )
+    db.rollback()  # the app wrote the add callbacks meanwhile
     out = sync.sync_brand(db, SYSTEM, w.brand)
     assert out["contacts"] == 3 and out["contacts_new"] == 3
     assert "aguide2" in out["staff_unmapped"]
