@@ -253,7 +253,10 @@ def _post(client: Any, crypt: WeComCrypt, xml: str, ts: int | None = None, **ove
         "nonce": "12345",
     }
     q.update(over)
-    body = f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    body = (
+        f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    )
     return client.post("/wecom/callback/a-coffee", params=q, content=body.encode())
 
 
