@@ -581,3 +581,30 @@ def test_resigned_inheritance_moves_customers_after_24h(db: Session, wired: Wire
             w.brand,
             inherit.TransferIn(mode="on_job", handover_userid="aguide2", takeover_userid="aguide2"),
         )
+
+
+def test_demo_wecom_setup_connects_syncs_and_creates_channel_codes(
+    db: Session, world: object
+) -> None:
+    from siyu.demo import wecom as demo_wecom
+
+    fake = FakeWeCom()
+    with FakeServer(fake) as server:
+        brand = access_brand(db, SYSTEM, "a-coffee")
+        counts = demo_wecom.setup(db, brand, fake, server.base_url)
+        members = [
+            str(u)
+            for u in db.scalars(
+                select(Membership.wecom_userid).where(
+                    Membership.brand_id == brand.id, Membership.wecom_userid.is_not(None)
+                )
+            )
+        ]
+        assert counts["staff"] == len(members) and counts["staff_unmapped"] == []
+        assert counts["contacts"] == 24 and counts["groups"] == 2
+        assert counts["tags"]["tags"] == 3
+        assert {w.state for w in ways.list_ways(db, brand)} == {"store_qr", "xhs_note_spring"}
+        assert len(fake.state.contact_ways) == 2
+        # setting up again over the same server (a re-run) creates no duplicates
+        again = demo_wecom.setup(db, brand, FakeWeCom(), server.base_url)
+        assert again["contacts_new"] == 0
