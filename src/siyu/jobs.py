@@ -60,6 +60,7 @@ def _builtin() -> None:
     from siyu.wecom.callback import process_callbacks
     from siyu.wecom.inherit import poll_transfers
     from siyu.wecom.results import read_results
+    from siyu.wecom.sync import periodic_sync
 
     # WeCom callbacks first: a new friend's event reaches the inbox, the lake and the welcome
     # SOP in this same round (the welcome code is valid for 20 s)
@@ -77,6 +78,9 @@ def _builtin() -> None:
     _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))
     _registry.setdefault(
         "wecom.results", JobKind("wecom.results", read_results, batch=200, lane="background")
+    )
+    _registry.setdefault(
+        "wecom.sync", JobKind("wecom.sync", periodic_sync, batch=1, lane="background")
     )
     _registry.setdefault(
         "wecom.transfers", JobKind("wecom.transfers", poll_transfers, batch=100, lane="background")
