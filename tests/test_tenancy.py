@@ -110,6 +110,26 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "json": {"template": "welcome_journey", "key": "probe_welcome"}
     },
     ("PUT", "/api/v1/brands/{brand}/sop-policy"): {"json": {"guide_capacity": 30}},
+    ("PUT", "/api/v1/brands/{brand}/wecom/app"): {
+        "json": {
+            "corp_id": "wwtenancy",
+            "secret": "s",
+            "token": "Tok1",
+            "aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+        }
+    },
+    ("POST", "/api/v1/brands/{brand}/wecom:sync"): {},
+    # signed by WeCom, not by a key: a brand without a WeCom app answers 404 like an unknown one
+    ("POST", "/wecom/callback/{brand}"): {"content": b"<xml></xml>"},
+    ("POST", "/api/v1/brands/{brand}/wecom/contact-ways"): {
+        "json": {"name": "n", "state": "s1", "staff_userids": ["aguide"]}
+    },
+    ("POST", "/api/v1/brands/{brand}/wecom/transfers"): {
+        "json": {"mode": "resigned", "handover_userid": "a", "takeover_userid": "b"}
+    },
+    ("POST", "/api/v1/brands/{brand}/wecom/group-transfers"): {
+        "json": {"chat_ids": ["c1"], "new_owner": "aguide"}
+    },
 }
 
 

@@ -47,7 +47,7 @@ def _console_routes(app: Any) -> Iterator[tuple[str, str]]:
         routes = app.routes
     for route in routes:
         path = getattr(route, "path", None) or ""
-        if path.startswith("/api/") or not path:
+        if path.startswith(("/api/", "/wecom/callback/")) or not path:  # machine endpoints
             continue
         for method in sorted(getattr(route, "methods", None) or ()):
             if method != "HEAD":

@@ -68,6 +68,7 @@ def wired(db: Session, world: object, engine: Engine, app: Any) -> Iterator[Wire
 
     fake = FakeWeCom()
     fake.configure(corp_id=CORP, secret=SECRET, token=TOKEN, aes_key=AES)
+    fake.add_department(1, "总部")
     fake.add_user("aguide", "导购小A")
     fake.add_user("aguide2", "导购小B")
     server_fake = FakeServer(fake)
@@ -202,7 +203,14 @@ def test_new_friend_becomes_customer_attributed_and_welcomed_within_20s(
         fake.state.callbacks if hasattr(fake.state, "callbacks") else None,
     )
     assert fake.state.welcome_sent, f"no welcome reached the local WeCom server: {debug}"
-    print(f"welcome after {elapsed:.2f} s")
+    cb = db.scalar(select(WecomCallback))
+    ob = db.scalar(select(Outbox))
+    if cb is not None and ob is not None:
+        print(
+            f"welcome after {elapsed:.2f} s: callback stored {cb.received_at:%T.%f}, "
+            f"handled {cb.processed_at:%T.%f}, outbox row {ob.created_at:%T.%f}, "
+            f"sent {ob.sent_at:%T.%f}"
+        )
     assert elapsed < 20
     sent = fake.state.welcome_sent[0]
     assert sent["welcome_code"] == added["welcome_code"]
@@ -245,7 +253,10 @@ def _post(client: Any, crypt: WeComCrypt, xml: str, ts: int | None = None, **ove
         "nonce": "12345",
     }
     q.update(over)
-    body = f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    body = (
+        f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    )
     return client.post("/wecom/callback/a-coffee", params=q, content=body.encode())
 
 
@@ -519,6 +530,7 @@ def test_sync_mirrors_staff_contacts_groups_and_tags(db: Session, wired: Wired) 
         w.fake.add_friend(
             "aguide", name=f"客户{i}", welcome_code=False, state="store_01", wait=True
         )
+    db.rollback()  # the app wrote the add callbacks meanwhile
     out = sync.sync_brand(db, SYSTEM, w.brand)
     assert out["contacts"] == 3 and out["contacts_new"] == 3
     assert "aguide2" in out["staff_unmapped"]
@@ -569,3 +581,30 @@ def test_resigned_inheritance_moves_customers_after_24h(db: Session, wired: Wire
             w.brand,
             inherit.TransferIn(mode="on_job", handover_userid="aguide2", takeover_userid="aguide2"),
         )
+
+
+def test_demo_wecom_setup_connects_syncs_and_creates_channel_codes(
+    db: Session, world: object
+) -> None:
+    from siyu.demo import wecom as demo_wecom
+
+    fake = FakeWeCom()
+    with FakeServer(fake) as server:
+        brand = access_brand(db, SYSTEM, "a-coffee")
+        counts = demo_wecom.setup(db, brand, fake, server.base_url)
+        members = [
+            str(u)
+            for u in db.scalars(
+                select(Membership.wecom_userid).where(
+                    Membership.brand_id == brand.id, Membership.wecom_userid.is_not(None)
+                )
+            )
+        ]
+        assert counts["staff"] == len(members) and counts["staff_unmapped"] == []
+        assert counts["contacts"] == 24 and counts["groups"] == 2
+        assert counts["tags"]["tags"] == 3
+        assert {w.state for w in ways.list_ways(db, brand)} == {"store_qr", "xhs_note_spring"}
+        assert len(fake.state.contact_ways) == 2
+        # setting up again over the same server (a re-run) creates no duplicates
+        again = demo_wecom.setup(db, brand, FakeWeCom(), server.base_url)
+        assert again["contacts_new"] == 0

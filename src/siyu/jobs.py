@@ -7,12 +7,20 @@ this module composes them (like ``server`` composes routers), so a domain never 
 the worker. New kinds (the outbox, schedules) register here::
 
     register(JobKind("channels.outbox", dispatch_outbox, batch=500))
+
+Kinds run in two **lanes**, each on its own thread of ``siyu worker``: ``realtime`` (WeCom
+callbacks → inbox → real-time SOP triggers → outbox: a new friend's welcome code is valid for
+20 s) and ``background`` (tag schedules, WeCom results and transfers, reports: work that may
+take seconds and must never hold a welcome back). Within a lane, kinds run in registration
+order; a lane never runs another lane's kinds, so the one-worker rule on SQLite still holds
+per queue.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +36,7 @@ class JobKind:
     name: str
     handler: Callable[[Session, int], int]
     batch: int = 5000
+    lane: str = "realtime"  # realtime | background
 
 
 _registry: dict[str, JobKind] = {}
@@ -51,6 +60,7 @@ def _builtin() -> None:
     from siyu.wecom.callback import process_callbacks
     from siyu.wecom.inherit import poll_transfers
     from siyu.wecom.results import read_results
+    from siyu.wecom.sync import periodic_sync
 
     # WeCom callbacks first: a new friend's event reaches the inbox, the lake and the welcome
     # SOP in this same round (the welcome code is valid for 20 s)
@@ -61,27 +71,58 @@ def _builtin() -> None:
     # right after the inbox: a WeCom add flushed this round is greeted this round
     _registry.setdefault("sop.realtime", JobKind("sop.realtime", realtime_pass, batch=10_000))
     # after the inbox, so a round's tags see the events it has just flushed
-    _registry.setdefault("tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10))
+    _registry.setdefault(
+        "tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10, lane="background")
+    )
     # after the SOP passes, so a touch decided this round is delivered this round
     _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))
-    _registry.setdefault("wecom.results", JobKind("wecom.results", read_results, batch=200))
-    _registry.setdefault("wecom.transfers", JobKind("wecom.transfers", poll_transfers, batch=100))
+    _registry.setdefault(
+        "wecom.results", JobKind("wecom.results", read_results, batch=200, lane="background")
+    )
+    _registry.setdefault(
+        "wecom.sync", JobKind("wecom.sync", periodic_sync, batch=1, lane="background")
+    )
+    _registry.setdefault(
+        "wecom.transfers", JobKind("wecom.transfers", poll_transfers, batch=100, lane="background")
+    )
 
 
-def run_once(factory: sessionmaker[Session] | None = None) -> dict[str, int]:
-    """Run every kind until it has nothing left; returns items handled per kind."""
+def run_once(
+    factory: sessionmaker[Session] | None = None, lane: str | None = None
+) -> dict[str, int]:
+    """Run every kind (of ``lane``, or all) until it has nothing left; returns items handled
+    per kind."""
     factory = factory or session_factory()
     done: dict[str, int] = {}
     for kind in kinds():
+        if lane is not None and kind.lane != lane:
+            continue
         total = 0
         while True:
+            started = time.perf_counter()
             with factory() as db:
                 handled = kind.handler(db, kind.batch)
             total += handled
+            took = time.perf_counter() - started
+            if took > 0.5:
+                log.info("job %s took %.2f s (%d handled)", kind.name, took, handled)
             if handled < kind.batch:
                 break
         done[kind.name] = total
     return done
+
+
+def _lane_loop(
+    lane: str, interval: float, stop: threading.Event, factory: sessionmaker[Session] | None
+) -> None:
+    while not stop.is_set():
+        try:
+            handled = run_once(factory, lane)
+        except Exception:  # keep the worker alive; the failed work is still queued
+            log.exception("worker round failed (%s lane)", lane)
+            handled = {}
+        if not any(handled.values()):
+            stop.wait(interval)  # idle: poll again later; busy: go straight on
 
 
 def run_forever(
@@ -89,14 +130,23 @@ def run_forever(
     stop: threading.Event | None = None,
     factory: sessionmaker[Session] | None = None,
 ) -> None:
-    """Poll every ``interval`` seconds until ``stop`` is set. A failing kind is logged and
-    retried on the next round; its work stays queued."""
+    """Run every lane on its own thread, polling every ``interval`` seconds, until ``stop``
+    is set. A failing kind is logged and retried on the next round; its work stays queued."""
     stop = stop or threading.Event()
-    while not stop.is_set():
-        try:
-            handled = run_once(factory)
-        except Exception:  # keep the worker alive; the failed work is still queued
-            log.exception("worker round failed")
-            handled = {}
-        if not any(handled.values()):
-            stop.wait(interval)  # idle: poll again later; busy: go straight on
+    lanes = sorted({k.lane for k in kinds()})
+    threads = [
+        threading.Thread(
+            target=_lane_loop, args=(lane, interval, stop, factory), name=f"siyu-{lane}"
+        )
+        for lane in lanes
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()

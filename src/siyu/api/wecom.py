@@ -18,7 +18,7 @@ from siyu.wecom import apps, callback, inherit, sync, ways
 from siyu.wecom.crypto import CallbackError
 from siyu.wecom.models import WecomContact, WecomGroup, WecomTransfer
 
-callback_router = APIRouter(tags=["wecom"])
+callback_router = APIRouter(tags=["wecom"], include_in_schema=False)  # WeCom calls it
 router = APIRouter(tags=["wecom"])
 
 READ = "customers.read"

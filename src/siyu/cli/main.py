@@ -119,10 +119,14 @@ def demo(
     ] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    wecom_port: Annotated[
+        int, typer.Option("--wecom-port", help="Port of the local WeCom server (0: none).")
+    ] = 8030,
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
-    segments, enable three SOPs and plan today, and serve the console."""
+    segments, enable three SOPs and plan today, and serve the console — with the local WeCom
+    server connected to the first brand and a worker (callbacks, real-time SOPs, outbox)."""
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -162,7 +166,34 @@ def demo(
         f"(also agency.am, coffee.hq, cf.mgr01, guide.shared — same password)"
     )
     if not no_serve:
+        if wecom_port:
+            _demo_wecom(result.brands[0], host, port, wecom_port)
         serve(host=host, port=port, data_dir=None)
+
+
+def _demo_wecom(slug: str, host: str, port: int, wecom_port: int) -> None:
+    """The local WeCom server for the demo brand, and the worker, in this process."""
+    import threading
+
+    from siyu import jobs
+    from siyu.demo import wecom as demo_wecom
+    from siyu.wecom.fake import FakeServer
+    from siyu.wecom.fake_state import FakeWeCom
+
+    fake = FakeWeCom()
+    fake.configure(callback_url=f"http://{host}:{port}/wecom/callback/{slug}")
+    server = FakeServer(fake, host="127.0.0.1", port=wecom_port)
+    url = server.start()
+    with session() as db:
+        b = queries.access_brand(db, org.CLI, slug)
+        counts = demo_wecom.setup(db, b, fake, url)
+    typer.echo(
+        f"local WeCom server: {url} ({slug}: {counts.get('staff', 0)} members, "
+        f"{counts.get('contacts', 0)} contacts, {counts.get('groups', 0)} groups synced); "
+        f"add a friend: curl -X POST {url}/fake/friends -H 'content-type: application/json' "
+        f"""-d '{{"userid": "<guide userid>", "state": "xhs_note_spring"}}'"""
+    )
+    threading.Thread(target=jobs.run_forever, name="siyu-worker", daemon=True).start()
 
 
 @app.command("openapi")

@@ -2,8 +2,8 @@
 sync and a sync button, channel codes with the friends each brought and the cost per friend,
 inheritance (在职 / 离职继承) with the transfers' progress, and the mirrored groups.
 
-Reads need ``customers.read``; every write is a ``siyu.wecom`` action (``wecom.manage``),
-which checks the permission and writes the audit entry."""
+The page and every write need ``wecom.manage``; writes are ``siyu.wecom`` actions, which
+check the permission and write the audit entry."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _view(con: Console, b: Brand, status: int = 200, **forms: Any) -> Response:
 
 @router.get("/b/{brand}/wecom")
 def wecom_page(brand: str, con: Con, done: str = "") -> Response:
-    b = con.brand(brand, "customers.read")
+    b = con.brand(brand, apps.MANAGE)
     return _view(con, b, notice=done if done in DONE else "")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -212,3 +212,40 @@ def sync_brand(db: Session, actor: Actor, brand: Brand) -> dict[str, Any]:
     record(db, actor, "wecom.sync", "wecom_app", brand.id, brand=brand, after=app.last_sync)
     db.commit()
     return dict(app.last_sync)
+
+
+SYNC_EVERY = timedelta(hours=24)
+
+
+def periodic_sync(db: Session, limit: int = 1) -> int:
+    """Job ``wecom.sync`` (background lane): a full sync of apps never synced or synced more
+    than a day ago, one brand per call; a brand whose sync fails is tried again next day (the
+    failure is kept on the app for the console)."""
+    from siyu.org import queries as org_queries
+    from siyu.wecom.models import WecomApp
+
+    due = utcnow() - SYNC_EVERY
+    app = db.scalar(
+        select(WecomApp)
+        .where(
+            WecomApp.enabled.is_(True),
+            (WecomApp.last_sync_at.is_(None)) | (WecomApp.last_sync_at < due),
+        )
+        .order_by(WecomApp.last_sync_at.is_not(None), WecomApp.last_sync_at)
+        .limit(1)
+    )
+    if app is None:
+        return 0
+    brand = org_queries.find_brand(db, app.brand_id)
+    if brand is None:
+        return 0
+    try:
+        sync_brand(db, SYSTEM, brand)
+    except Exception as exc:  # WeCom down, bad secret: recorded, tried again tomorrow
+        db.rollback()
+        log.warning("periodic sync of %s failed: %s", brand.slug, exc)
+        app = app_of(db, brand.id)
+        app.last_sync_at = utcnow()
+        app.last_sync = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        db.commit()
+    return 0  # one brand a round: the other lanes' work goes first
