@@ -58,13 +58,20 @@ def _builtin() -> None:
     _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))
 
 
-def run_once(factory: sessionmaker[Session] | None = None) -> dict[str, int]:
-    """Run every kind until it has nothing left; returns items handled per kind."""
+def run_once(
+    factory: sessionmaker[Session] | None = None,
+    stop: threading.Event | None = None,
+    only: frozenset[str] | None = None,
+) -> dict[str, int]:
+    """Run every kind (or the ``only`` ones) until it has nothing left; returns items
+    handled per kind. A set ``stop`` ends the round after the current batch."""
     factory = factory or session_factory()
     done: dict[str, int] = {}
     for kind in kinds():
+        if only is not None and kind.name not in only:
+            continue
         total = 0
-        while True:
+        while stop is None or not stop.is_set():
             with factory() as db:
                 handled = kind.handler(db, kind.batch)
             total += handled
@@ -78,13 +85,15 @@ def run_forever(
     interval: float = 1.0,
     stop: threading.Event | None = None,
     factory: sessionmaker[Session] | None = None,
+    only: frozenset[str] | None = None,
 ) -> None:
-    """Poll every ``interval`` seconds until ``stop`` is set. A failing kind is logged and
-    retried on the next round; its work stays queued."""
+    """Poll every ``interval`` seconds until ``stop`` is set (``siyu worker`` sets it on
+    SIGTERM and SIGINT): the batch in hand is finished and recorded, then the loop ends. A
+    failing kind is logged and retried on the next round; its work stays queued."""
     stop = stop or threading.Event()
     while not stop.is_set():
         try:
-            handled = run_once(factory)
+            handled = run_once(factory, stop, only)
         except Exception:  # keep the worker alive; the failed work is still queued
             log.exception("worker round failed")
             handled = {}
