@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.channels import errors
+from siyu.channels import errors, queries
 from siyu.channels.models import CONFIGURABLE, ChannelSetting
 from siyu.channels.schemas import SETTINGS_MODELS
 from siyu.core.audit import record
@@ -106,15 +106,16 @@ def save_settings(
 def retry(db: Session, actor: Actor, brand: Brand, ids: list[str]) -> list[str]:
     """Re-queue dead letters: each ``failed`` row of the brand back to ``pending``, due now,
     with ``attempts`` 0 and its last error kept in the audit entry. An id that is not the
-    brand's is ``NotFound``; a row that is not ``failed`` is ``Conflict`` (nothing changes)."""
+    brand's (or outside the actor's data scope) is ``NotFound``; a row that is not ``failed`` is
+    ``Conflict`` (nothing changes then)."""
     _authorize(actor, brand)
     wanted = list(dict.fromkeys(ids))
     with atomic(db):
         rows = {
             r.id: r
             for r in db.scalars(
-                select(Outbox)
-                .where(Outbox.brand_id == brand.id, Outbox.id.in_(wanted))
+                queries.scoped(db, actor, brand, select(Outbox))
+                .where(Outbox.id.in_(wanted))
                 .with_for_update()
             )
         }

@@ -37,6 +37,7 @@ class BrandSetting:
     enabled: bool
     config: dict[str, Any] = field(default_factory=dict)
     secret: str | None = None
+    unreadable: bool = False  # the stored secret could not be decrypted
 
 
 Factory = Callable[[str, BrandSetting | None, Settings], Channel | None]
@@ -124,14 +125,25 @@ def load_settings(db: Session, brand_ids: set[str]) -> dict[tuple[str, str], Bra
         return out
     rows = db.scalars(select(ChannelSetting).where(ChannelSetting.brand_id.in_(brand_ids)))
     for row in rows:
+        secret, unreadable = None, False
+        if row.secret_enc:
+            try:
+                secret = vault.decrypt(row.secret_enc)
+            except Exception:  # damaged, or encrypted under another installation's key
+                unreadable = True
         out[(row.brand_id, row.channel)] = BrandSetting(
             brand_id=row.brand_id,
             channel=row.channel,
             enabled=bool(row.enabled),
             config=dict(row.config or {}),
-            secret=vault.decrypt(row.secret_enc) if row.secret_enc else None,
+            secret=secret,
+            unreadable=unreadable,
         )
     return out
+
+
+class SettingsUnreadable(Exception):
+    """A brand's channel secret cannot be decrypted (a wrong ``pii.key``?)."""
 
 
 class BrandAdapters:
@@ -160,6 +172,8 @@ class BrandAdapters:
             self.prepare({brand_id})
             setting = self._stored.get(key)
             factory = _FACTORIES.get(channel)
+            if setting is not None and setting.unreadable:
+                raise SettingsUnreadable(f"{channel} secret of brand {brand_id}")
             if factory is None or (setting is not None and not setting.enabled):
                 self._built[key] = None
             else:

@@ -214,8 +214,9 @@ def prepare(db: Session, c: Claim) -> Message | Outcome:
         return message
     try:
         to = recipients.address(db, message.brand_id, customer, id_type)
-    except SiyuError as exc:  # a vault value we cannot decrypt: a key problem, retried
-        return Outcome.transient(f"vault: {exc.code}", code="adapter_error")
+    except (SiyuError, ValueError) as exc:  # a vault value we cannot decrypt: retried
+        why = exc.code if isinstance(exc, SiyuError) else type(exc).__name__
+        return Outcome.transient(f"vault: {why}", code="adapter_error")
     if not to:
         return Outcome.permanent(
             f"no_recipient: customer {customer} has no {id_type} in the vault",
@@ -307,7 +308,11 @@ def dispatch(
         return 0
     worker = worker or worker_id()
     claimed = claim(db, names, limit, now or utcnow(), policy.lease, worker, policy.max_attempts)
-    source.prepare({c.message.brand_id for c in claimed})
+    try:
+        source.prepare({c.message.brand_id for c in claimed})
+    except Exception:  # each row's adapter is looked up (and fails) on its own below
+        log.exception("reading channel settings")
+        db.rollback()
     for c in claimed:
         try:
             outcome = _deliver(db, source, c)

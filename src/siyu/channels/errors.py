@@ -6,3 +6,4 @@ UNKNOWN_CHANNEL = "channels.unknown_channel"  # not a configurable channel
 OUTBOX_NOT_FOUND = "channels.outbox_not_found"
 NOT_DEAD = "channels.not_dead_letter"  # only failed rows can be retried
 SECRET_REQUIRED = "channels.secret_required"  # webhook / SMS need a secret to sign
+BAD_FILTER = "channels.bad_filter"  # an unknown status or reason code in a filter
