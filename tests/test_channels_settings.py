@@ -413,3 +413,86 @@ def test_retry_action_checks_state_and_permission(db: Session, world: Any) -> No
         actions.retry(db, actor_for_staff(db, staff), coffee, [row.id])
     with pytest.raises(Invalid):
         actions.save_settings(db, SYSTEM, coffee, "sms", {"endpoint": "https://x.example"})
+
+
+# ---------------------------------------------------------------- the console pages
+
+
+def test_console_outbox_and_settings_pages(client: Any, db: Session, world: Any) -> None:
+    coffee = access_brand(db, SYSTEM, "a-coffee")
+    dead = _row(db, coffee.id, "dead", "sms", status="failed", attempts=3, reason="opted_out")
+    _row(db, coffee.id, "sent", "email", status="sent", attempts=1)
+    db.commit()
+    headers = login(client, "a.admin")
+    page = client.get("/b/a-coffee/channels")
+    assert page.status_code == 200
+    assert 'data-key="dead"' in page.text and 'data-key="sent"' not in page.text
+    assert "已退订" in page.text  # zh-CN by default
+    assert client.get("/b/a-coffee/channels?status=sent").text.count('data-key="sent"') == 1
+    bad = client.get("/b/a-coffee/channels?since=yesterday")
+    assert bad.status_code == 422
+    # retry without a CSRF token is refused; with it, re-queued and audited
+    assert client.post("/b/a-coffee/channels/retry", data={"id": dead.id}).status_code == 403
+    token = headers["X-CSRF-Token"]
+    r = client.post(
+        "/b/a-coffee/channels/retry",
+        data={"id": dead.id, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and "done=retried" in r.headers["location"]
+    assert _rows(db)["dead"].status == "pending"
+    nothing = client.post("/b/a-coffee/channels/retry", data={"csrf_token": token})
+    assert nothing.status_code == 422
+
+    en = client.get("/b/a-coffee/channels/settings?lang=en", follow_redirects=True)
+    assert "Channel settings" in en.text
+    r = client.post(
+        "/b/a-coffee/channels/settings/sms",
+        data={
+            "csrf_token": token,
+            "endpoint": "https://sms.example.com",
+            "key_id": "acct",
+            "sign_name": "A咖啡",
+            "secret": "sms-secret-1234567",
+            "templates": "birthday | SMS_001 | name, city\nbad line",
+            "enabled": "1",
+        },
+    )
+    assert r.status_code == 422 and "line 2" in r.text
+    r = client.post(
+        "/b/a-coffee/channels/settings/sms",
+        data={
+            "csrf_token": token,
+            "endpoint": "https://sms.example.com",
+            "key_id": "acct",
+            "sign_name": "A咖啡",
+            "secret": "sms-secret-1234567",
+            "templates": "birthday | SMS_001 | name, city",
+            "enabled": "1",
+        },
+        follow_redirects=True,
+    )
+    assert r.status_code == 200 and "SMS settings saved." in r.text
+    assert "sms-secret-1234567" not in r.text and "****4567" in r.text
+    assert "birthday | SMS_001 | name,city" in r.text
+    db.rollback()
+    stored = db.scalar(select(ChannelSetting).where(ChannelSetting.channel == "sms"))
+    assert stored is not None
+    assert stored.config["templates"]["birthday"] == {
+        "template_id": "SMS_001",
+        "variables": ["name", "city"],
+        "sign_name": None,
+    }
+    # a guide has no channels page and no link to it
+    client.cookies.clear()
+    login(client, "a.guide")
+    assert client.get("/b/a-coffee/channels").status_code == 403
+    assert "/channels" not in client.get("/b/a-coffee/org").text
+
+
+def test_every_reason_code_has_a_label_in_both_languages() -> None:
+    from siyu.channels.base import REASONS
+    from siyu.web.render import has_key
+
+    for locale in ("zh-CN", "en"):
+        assert all(has_key(f"ui.channels.reason.{r}", locale) for r in REASONS)
