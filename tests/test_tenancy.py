@@ -130,6 +130,11 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/wecom/group-transfers"): {
         "json": {"chat_ids": ["c1"], "new_owner": "aguide"}
     },
+    ("PUT", "/api/v1/brands/{brand}/channel-settings/{channel}"): {
+        "json": {"url": "http://127.0.0.1:9/hook", "secret": "tenancy-secret"}
+    },
+    ("POST", "/api/v1/brands/{brand}/outbox/{outbox}:retry"): {},
+    ("POST", "/api/v1/brands/{brand}/outbox:retry"): {"json": {"ids": ["{outbox}"]}},
 }
 
 
@@ -148,10 +153,12 @@ def fill(path: str, brand: str, ids: dict[str, str]) -> str:
 
 def other_tenant_ids(db: Session) -> dict[str, str]:
     """Real ids of brand b-shop's resources, so only tenancy can make a request fail."""
+    from siyu.core.clock import utcnow
     from siyu.customers import actions as customer_actions
     from siyu.customers.models import Identity, Review
     from siyu.customers.schemas import ObservationIn
     from siyu.sop import actions as sop_actions
+    from siyu.sop.models import Outbox
     from siyu.tags import actions as tag_actions
     from siyu.tags import segments
     from siyu.tags.schemas import SegmentIn, TagIn
@@ -201,7 +208,21 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     )
     segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
     sop = sop_actions.create_from_template(db, SYSTEM, b, "welcome_journey")
+    outbox = Outbox(
+        brand_id=b.id,
+        idem_key="tenancy-dead",
+        channel="webhook",
+        payload={},
+        status="failed",
+        attempts=8,
+        available_at=utcnow(),
+        reason="rejected",
+    )
+    db.add(outbox)
+    db.commit()
     return {
+        "outbox": outbox.id,
+        "channel": "webhook",
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",
@@ -258,7 +279,7 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop)\}", route):
+        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop|outbox)\}", route):
             r = request(
                 client,
                 method,

@@ -88,17 +88,23 @@ def _builtin() -> None:
 
 
 def run_once(
-    factory: sessionmaker[Session] | None = None, lane: str | None = None
+    factory: sessionmaker[Session] | None = None,
+    stop: threading.Event | None = None,
+    only: frozenset[str] | None = None,
+    lane: str | None = None,
 ) -> dict[str, int]:
-    """Run every kind (of ``lane``, or all) until it has nothing left; returns items handled
-    per kind."""
+    """Run every kind (or the ``only`` ones, or those of ``lane``) until it has nothing
+    left; returns items handled per kind. A set ``stop`` ends the round after the current
+    batch."""
     factory = factory or session_factory()
     done: dict[str, int] = {}
     for kind in kinds():
+        if only is not None and kind.name not in only:
+            continue
         if lane is not None and kind.lane != lane:
             continue
         total = 0
-        while True:
+        while stop is None or not stop.is_set():
             started = time.perf_counter()
             with factory() as db:
                 handled = kind.handler(db, kind.batch)
@@ -113,11 +119,15 @@ def run_once(
 
 
 def _lane_loop(
-    lane: str, interval: float, stop: threading.Event, factory: sessionmaker[Session] | None
+    lane: str,
+    interval: float,
+    stop: threading.Event,
+    factory: sessionmaker[Session] | None,
+    only: frozenset[str] | None,
 ) -> None:
     while not stop.is_set():
         try:
-            handled = run_once(factory, lane)
+            handled = run_once(factory, stop, only, lane)
         except Exception:  # keep the worker alive; the failed work is still queued
             log.exception("worker round failed (%s lane)", lane)
             handled = {}
@@ -129,14 +139,17 @@ def run_forever(
     interval: float = 1.0,
     stop: threading.Event | None = None,
     factory: sessionmaker[Session] | None = None,
+    only: frozenset[str] | None = None,
 ) -> None:
     """Run every lane on its own thread, polling every ``interval`` seconds, until ``stop``
-    is set. A failing kind is logged and retried on the next round; its work stays queued."""
+    is set (``siyu worker`` sets it on SIGTERM and SIGINT): the batch in hand is finished and
+    recorded, then the lanes end. A failing kind is logged and retried on the next round;
+    its work stays queued."""
     stop = stop or threading.Event()
-    lanes = sorted({k.lane for k in kinds()})
+    lanes = sorted({k.lane for k in kinds() if only is None or k.name in only})
     threads = [
         threading.Thread(
-            target=_lane_loop, args=(lane, interval, stop, factory), name=f"siyu-{lane}"
+            target=_lane_loop, args=(lane, interval, stop, factory, only), name=f"siyu-{lane}"
         )
         for lane in lanes
     ]

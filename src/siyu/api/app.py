@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import customers, ingest, org, sop, tags, wecom
+from siyu.api import channels, customers, ingest, org, sop, tags, wecom
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -39,3 +39,4 @@ def install(app: FastAPI) -> None:
     app.include_router(sop.router, prefix=PREFIX)
     app.include_router(wecom.router, prefix=PREFIX)
     app.include_router(wecom.callback_router)
+    app.include_router(channels.router, prefix=PREFIX)

@@ -21,6 +21,26 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 OutcomeStatus = Literal["sent", "transient", "permanent"]
 
+# Stable reason codes stored on a failed or retried outbox row (``Outbox.reason``); the
+# free text beside it (``Outbox.error``) says what exactly happened.
+REASONS: tuple[str, ...] = (
+    "no_recipient",  # the customer has no phone / e-mail in the vault (or no customer)
+    "opted_out",  # the customer refused marketing; transactional messages still go
+    "not_configured",  # the brand has no settings for this channel (and no global fallback)
+    "template_not_registered",  # SMS: the template code is not in the brand's registry
+    "template_params_invalid",  # SMS: a required variable missing or one not allowed
+    "message_too_large",  # over the channel's size limit
+    "bad_payload",  # the row's payload is not a message (not a JSON object, wrong types)
+    "recipient_invalid",  # the provider refused the address
+    "rejected",  # the provider refused the message for good (4xx, content, blacklist)
+    "auth_failed",  # our credentials or signature were refused
+    "throttled",  # rate or quota limit: retried after the provider's delay
+    "provider_timeout",  # no answer in time: retried
+    "provider_unavailable",  # 5xx, busy, connection refused: retried
+    "adapter_error",  # an unexpected exception in the adapter: retried
+    "worker_lost",  # the row's claim expired max-attempts times (its worker died each time)
+)
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -61,18 +81,28 @@ class Outcome:
     reason: str | None = None
     provider_id: str | None = None
     retry_after: float | None = None  # seconds, when the provider said how long to wait
+    code: str | None = None  # one of ``REASONS`` for a failure
 
     @classmethod
     def ok(cls, provider_id: str | None = None) -> Outcome:
         return cls("sent", provider_id=provider_id)
 
     @classmethod
-    def transient(cls, reason: str, retry_after: float | None = None) -> Outcome:
-        return cls("transient", reason=reason[:1000], retry_after=retry_after)
+    def transient(
+        cls, reason: str, retry_after: float | None = None, code: str = "provider_unavailable"
+    ) -> Outcome:
+        return cls("transient", reason=reason[:1000], retry_after=retry_after, code=code)
 
     @classmethod
-    def permanent(cls, reason: str) -> Outcome:
-        return cls("permanent", reason=reason[:1000])
+    def permanent(cls, reason: str, code: str | None = None) -> Outcome:
+        if code is None:  # a bare reason that is itself a code ("no_recipient")
+            code = reason if reason in REASONS else "rejected"
+        return cls("permanent", reason=reason[:1000], code=code)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a urllib / socket error is a time-out (``URLError`` wraps the real cause)."""
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
 @runtime_checkable

@@ -24,34 +24,49 @@ a row whose provider accepted it just before the kill is sent again. Adapters pa
 idempotency key to the provider (webhook header, SMS ``out_id``, e-mail ``Message-ID``) so the
 receiver can drop the duplicate. The lease must be longer than an adapter's time-out.
 
-WeCom rows (``wecom_1to1``, ``wecom_mass``, ``wecom_group``) go through
-:mod:`siyu.channels.wecom`; a brand without a WeCom app gets a permanent failure. Channels
-without an adapter (``email`` without SMTP settings, ``wecom_moments``, …) are left ``pending``
-and untouched.
+Adapters come from ``siyu.channels.config``: per brand from its channel settings, with the
+process settings as the fallback (e-mail). A row of a channel the dispatcher knows but the
+brand has not configured fails ``not_configured``; rows of channels without any adapter
+factory (``wecom_moments``, ``mini_subscribe``, …) are left ``pending``. The WeCom channels
+(``wecom_1to1``, ``wecom_mass``, ``wecom_group``) use :mod:`siyu.channels.wecom`; a brand
+without a WeCom app gets a permanent ``wecom.not_configured``.
+
+Before sending, e-mail and SMS rows get their recipient from the PII vault
+(``siyu.channels.recipients``), in memory only. Each row is prepared, sent and recorded on its
+own: whatever one row does (a payload that is not a message, an adapter raising, a vault
+value that cannot be decrypted, a database error while recording) never stops the others.
+
+Claims are tagged with the worker (``claimed_by`` = host:pid) and fenced on it as well.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from siyu.channels import recipients
 from siyu.channels.base import Channel, Message, Outcome
-from siyu.channels.console import ConsoleChannel
-from siyu.channels.email import EmailChannel, SmtpConfig
-from siyu.channels.wecom import wecom_adapters
+from siyu.channels.config import BrandAdapters, StaticAdapters
 from siyu.core.clock import utcnow
-from siyu.core.db import session_factory
+from siyu.core.errors import SiyuError
 from siyu.core.settings import get_settings
 from siyu.sop.models import Outbox
 
 log = logging.getLogger("siyu.channels.dispatcher")
+
+
+def worker_id() -> str:
+    """This process as a claim owner: ``host:pid`` (at most 64 characters)."""
+    return f"{socket.gethostname()[:48]}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,14 @@ class RetryPolicy:
     cap: timedelta = timedelta(hours=6)
     lease: timedelta = timedelta(minutes=5)
 
+    @classmethod
+    def from_settings(cls) -> RetryPolicy:
+        settings = get_settings()
+        return cls(
+            max_attempts=settings.outbox_max_attempts,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+        )
+
     def backoff(self, attempts: int, rng: random.Random | None = None) -> timedelta:
         """Exponential back-off with "equal jitter": half the step fixed, half random, so
         retries of a provider outage spread out instead of arriving together."""
@@ -69,16 +92,17 @@ class RetryPolicy:
         return step / 2 + step / 2 * r
 
 
-def default_adapters(engine: Engine | None = None) -> dict[str, Channel]:
-    """The adapters configured for this process: console always; e-mail when SMTP is set.
-    Webhook and SMS need per-brand settings (endpoints, templates) and are registered by
-    whoever holds them (``dispatch(..., adapters=...)``)."""
-    adapters: dict[str, Channel] = {"console": ConsoleChannel()}
-    smtp = SmtpConfig.from_settings(get_settings())
-    if smtp is not None:
-        adapters["email"] = EmailChannel(smtp)
-    adapters.update(wecom_adapters(session_factory(engine)))
-    return adapters
+class AdapterSource(Protocol):
+    def channels(self) -> list[str]: ...
+
+    def prepare(self, brand_ids: set[str]) -> None: ...
+
+    def get(self, brand_id: str, channel: str) -> Channel | None: ...
+
+
+def default_adapters(db: Session) -> BrandAdapters:
+    """The adapters of this process: per-brand settings over the global ones."""
+    return BrandAdapters(db)
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,29 @@ class Claim:
     deadline: datetime  # the lease deadline: the fencing token for recording the outcome
     attempts: int
     message: Message
+    worker: str | None = None
+    poison: str | None = None  # why the row cannot be a message at all
+
+
+def _message(row: Outbox) -> tuple[Message, str | None]:
+    payload: Any = row.payload
+    poison = None
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        poison = f"bad_payload: payload is a {type(payload).__name__}, not an object"
+        payload = {}
+    elif "content" in payload and not isinstance(payload["content"], dict):
+        poison = "bad_payload: content is not an object"
+    message = Message(
+        brand_id=row.brand_id,
+        idem_key=row.idem_key,
+        channel=row.channel,
+        customer_id=row.customer_id,
+        payload=dict(payload),
+        attempt=row.attempts,
+    )
+    return message, poison
 
 
 def claim(
@@ -95,8 +142,13 @@ def claim(
     limit: int,
     now: datetime,
     lease: timedelta,
+    worker: str | None = None,
+    max_attempts: int | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` due rows (pending, or sending with an expired lease); commits."""
+    """Claim up to ``limit`` due rows (pending, or sending with an expired lease); commits.
+
+    A row reclaimed with ``max_attempts`` already spent (its workers died or lost it every
+    time) is failed here (``worker_lost``) instead of being tried again."""
     query = (
         select(Outbox)
         .where(
@@ -113,19 +165,17 @@ def claim(
     claimed: list[Claim] = []
     for row in db.scalars(query):
         if row.status == "sending":
-            log.warning("reclaiming outbox row %s (claim expired)", row.id)
+            log.warning("reclaiming outbox row %s from %s (claim expired)", row.id, row.claimed_by)
+            if max_attempts is not None and (row.attempts or 0) >= max_attempts:
+                row.status, row.available_at, row.reason = "failed", now, "worker_lost"
+                row.error = f"max attempts ({row.attempts}): claim expired (worker lost)"
+                continue
         row.status = "sending"
         row.attempts = (row.attempts or 0) + 1
         row.available_at = deadline
-        message = Message(
-            brand_id=row.brand_id,
-            idem_key=row.idem_key,
-            channel=row.channel,
-            customer_id=row.customer_id,
-            payload=dict(row.payload or {}),
-            attempt=row.attempts,
-        )
-        claimed.append(Claim(row.id, deadline, row.attempts, message))
+        row.claimed_by = worker
+        message, poison = _message(row)
+        claimed.append(Claim(row.id, deadline, row.attempts, message, worker, poison))
     db.commit()
     return claimed
 
@@ -135,7 +185,46 @@ def _send(adapter: Channel, message: Message) -> Outcome:
         return adapter.send(message)
     except Exception as exc:  # an adapter bug must not kill the worker; retried
         log.exception("adapter %s failed on %s", adapter.name, message.idem_key)
-        return Outcome.transient(f"adapter error: {type(exc).__name__}: {exc}")
+        return Outcome.transient(
+            f"adapter error: {type(exc).__name__}: {exc}", code="adapter_error"
+        )
+
+
+def prepare(db: Session, c: Claim) -> Message | Outcome:
+    """The message to send, its recipient resolved from the vault; or the outcome that
+    makes sending pointless."""
+    if c.poison:
+        return Outcome.permanent(c.poison, code="bad_payload")
+    message = c.message
+    id_type = recipients.ADDRESS_TYPES.get(message.channel)
+    if id_type is None:
+        return message
+    if message.customer_id is None:
+        if message.to:
+            return message
+        return Outcome.permanent("no_recipient: the row names no customer", code="no_recipient")
+    customer = recipients.current_customer(db, message.brand_id, message.customer_id)
+    if customer is None:
+        return Outcome.permanent(
+            f"no_recipient: customer {message.customer_id} not found", code="no_recipient"
+        )
+    if message.payload.get("kind") == "marketing" and recipients.opted_out(
+        db, message.brand_id, customer
+    ):
+        return Outcome.permanent("opted_out: marketing consent refused", code="opted_out")
+    if message.to:
+        return message
+    try:
+        to = recipients.address(db, message.brand_id, customer, id_type)
+    except (SiyuError, ValueError) as exc:  # a vault value we cannot decrypt: retried
+        why = exc.code if isinstance(exc, SiyuError) else type(exc).__name__
+        return Outcome.transient(f"vault: {why}", code="adapter_error")
+    if not to:
+        return Outcome.permanent(
+            f"no_recipient: customer {customer} has no {id_type} in the vault",
+            code="no_recipient",
+        )
+    return replace(message, payload={**message.payload, "to": to})
 
 
 def record(
@@ -146,32 +235,49 @@ def record(
     outcome: Outcome,
     policy: RetryPolicy,
     rng: random.Random | None = None,
+    worker: str | None = None,
 ) -> str:
     """Store one outcome, fenced on the claim; returns the row's new status ("" when the
     claim had been taken over and nothing was written)."""
     now = utcnow()
     values: dict[str, object]
     if outcome.status == "sent":
-        values = {"status": "sent", "sent_at": now, "available_at": now, "error": None}
+        values = {
+            "status": "sent",
+            "sent_at": now,
+            "available_at": now,
+            "error": None,
+            "reason": None,
+        }
     elif outcome.status == "transient" and attempts < policy.max_attempts:
         delay = policy.backoff(attempts, rng)
         if outcome.retry_after:
             delay = max(delay, timedelta(seconds=outcome.retry_after))
-        values = {"status": "pending", "available_at": now + delay, "error": outcome.reason}
+        values = {
+            "status": "pending",
+            "available_at": now + delay,
+            "error": outcome.reason,
+            "reason": outcome.code or "provider_unavailable",
+        }
     else:
         reason = outcome.reason or "failed"
         if outcome.status == "transient":
             reason = f"max attempts ({attempts}): {reason}"
-        values = {"status": "failed", "available_at": now, "error": reason[:1000]}
+        values = {
+            "status": "failed",
+            "available_at": now,
+            "error": reason[:1000],
+            "reason": outcome.code or "rejected",
+        }
+    fence = [
+        Outbox.id == row_id,
+        Outbox.status == "sending",
+        Outbox.available_at == lease_deadline,
+    ]
+    if worker is not None:
+        fence.append(Outbox.claimed_by == worker)
     result = db.execute(
-        update(Outbox)
-        .where(
-            Outbox.id == row_id,
-            Outbox.status == "sending",
-            Outbox.available_at == lease_deadline,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(Outbox).where(*fence).values(**values).execution_options(synchronize_session=False)
     )
     db.commit()
     if getattr(result, "rowcount", 1) == 0:
@@ -184,23 +290,74 @@ def dispatch(
     db: Session,
     limit: int,
     *,
-    adapters: Mapping[str, Channel] | None = None,
+    adapters: Mapping[str, Channel] | AdapterSource | None = None,
     policy: RetryPolicy | None = None,
     now: datetime | None = None,
     rng: random.Random | None = None,
+    worker: str | None = None,
 ) -> int:
     """One dispatcher pass; returns the number of rows claimed (and attempted)."""
-    adapters = default_adapters(db.get_bind().engine) if adapters is None else adapters
-    policy = policy or RetryPolicy()
-    if not adapters:
+    source: AdapterSource
+    if adapters is None:
+        source = default_adapters(db)
+    elif isinstance(adapters, Mapping):
+        source = StaticAdapters(adapters)
+    else:
+        source = adapters
+    policy = policy or RetryPolicy.from_settings()
+    names = source.channels()
+    if not names:
         return 0
-    claimed = claim(db, sorted(adapters), limit, now or utcnow(), policy.lease)
+    worker = worker or worker_id()
+    claimed = claim(db, names, limit, now or utcnow(), policy.lease, worker, policy.max_attempts)
+    try:
+        source.prepare({c.message.brand_id for c in claimed})
+    except Exception:  # each row's adapter is looked up (and fails) on its own below
+        log.exception("reading channel settings")
+        db.rollback()
     for c in claimed:
-        outcome = _send(adapters[c.message.channel], c.message)
-        record(db, c.row_id, c.deadline, c.attempts, outcome, policy, rng)
+        try:
+            outcome = _deliver(db, source, c)
+            record(db, c.row_id, c.deadline, c.attempts, outcome, policy, rng, worker)
+        except Exception as exc:  # a database error on one row must not stop the others
+            log.exception("outbox row %s: could not be delivered or recorded", c.row_id)
+            db.rollback()
+            failed = Outcome.transient(f"internal: {type(exc).__name__}", code="adapter_error")
+            try:  # when even this fails the row stays claimed and is retaken after the lease
+                record(db, c.row_id, c.deadline, c.attempts, failed, policy, rng, worker)
+            except Exception:
+                log.exception("outbox row %s: could not record the failure", c.row_id)
+                db.rollback()
     return len(claimed)
 
 
+def _deliver(db: Session, source: AdapterSource, c: Claim) -> Outcome:
+    try:
+        adapter = source.get(c.message.brand_id, c.message.channel)
+    except Exception as exc:  # settings that cannot be read (a secret we cannot decrypt)
+        log.exception("channel settings of %s/%s", c.message.brand_id, c.message.channel)
+        return Outcome.transient(f"settings: {type(exc).__name__}", code="not_configured")
+    if adapter is None:
+        return Outcome.permanent(
+            f"not_configured: no {c.message.channel} settings for this brand",
+            code="not_configured",
+        )
+    prepared = prepare(db, c)
+    db.rollback()  # end the read transaction before the network call
+    if isinstance(prepared, Outcome):
+        return prepared
+    return _send(adapter, prepared)
+
+
 def dispatch_outbox(db: Session, limit: int) -> int:
-    """The ``channels.outbox`` job handler (default adapters)."""
-    return dispatch(db, limit)
+    """The ``channels.outbox`` job handler: passes of ``outbox_batch`` rows (each its own
+    claim, so a worker never holds more than one batch) up to ``limit`` rows."""
+    chunk = get_settings().outbox_batch
+    total = 0
+    while total < limit:
+        step = min(chunk, limit - total)
+        handled = dispatch(db, step)
+        total += handled
+        if handled < step:
+            break
+    return total

@@ -9,7 +9,9 @@ sent twice (at-least-once delivery) carries the same id both times.
 
 Classification: SMTP 4xx replies, connection errors and time-outs are transient; 5xx replies
 are permanent, except 535 (authentication), which is a configuration fault that may be fixed
-and is retried until the attempts run out.
+and is retried until the attempts run out. A message over ``MAX_BYTES`` (text plus HTML) or
+with a subject over ``MAX_SUBJECT`` characters is refused before connecting
+(``message_too_large``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from siyu.channels.base import Capabilities, Message, Outcome
+from siyu.channels.base import Capabilities, Message, Outcome, is_timeout
 from siyu.core.settings import Settings
+
+MAX_BYTES = 1_000_000  # text + HTML, UTF-8
+MAX_SUBJECT = 998  # RFC 5322 line limit
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,15 @@ class SmtpConfig:
 
 def _classify(code: int, text: str) -> Outcome:
     reason = f"smtp {code}: {text}"
-    if code == 535 or 400 <= code < 500:
-        return Outcome.transient(reason)
-    return Outcome.permanent(reason)
+    if code == 535:
+        return Outcome.transient(reason, code="auth_failed")
+    if 400 <= code < 500:
+        return Outcome.transient(
+            reason, code="throttled" if code == 421 else "provider_unavailable"
+        )
+    if code in (550, 551, 553):
+        return Outcome.permanent(reason, code="recipient_invalid")
+    return Outcome.permanent(reason, code="rejected")
 
 
 class EmailChannel:
@@ -80,8 +91,19 @@ class EmailChannel:
     def send(self, message: Message) -> Outcome:
         if not message.to or "@" not in message.to:
             return Outcome.permanent("no_recipient")
+        content = message.content
+        size = sum(
+            len(str(content.get(k) or "").encode()) for k in ("text", "body", "html", "subject")
+        )
+        if size > MAX_BYTES or len(str(content.get("subject", ""))) > MAX_SUBJECT:
+            return Outcome.permanent(
+                f"message_too_large: {size} bytes (limit {MAX_BYTES})", code="message_too_large"
+            )
         cfg = self.config
-        mail = self.build(message)
+        try:
+            mail = self.build(message)
+        except (ValueError, TypeError) as exc:  # e.g. a header with a line break
+            return Outcome.permanent(f"bad_payload: {exc}", code="bad_payload")
         try:
             with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout) as smtp:
                 if cfg.starttls:
@@ -97,9 +119,10 @@ class EmailChannel:
             said = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             return _classify(exc.smtp_code, said)
         except smtplib.SMTPNotSupportedError as exc:  # e.g. STARTTLS not offered
-            return Outcome.permanent(f"smtp: {exc}")
+            return Outcome.permanent(f"smtp: {exc}", code="not_configured")
         except (smtplib.SMTPException, OSError) as exc:  # connection, time-out, TLS
-            return Outcome.transient(f"smtp: {type(exc).__name__}: {exc}")
+            why = "provider_timeout" if is_timeout(exc) else "provider_unavailable"
+            return Outcome.transient(f"smtp: {type(exc).__name__}: {exc}", code=why)
         if refused:
             code, text = next(iter(refused.values()))
             return _classify(code, text.decode(errors="replace"))

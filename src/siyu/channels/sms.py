@@ -22,8 +22,10 @@ blindly).
 
 **Templates.** Messages name a brand template (``content["template"]``) with ``params``; the
 brand's registry maps it to the provider's approved template code, its signature name and the
-parameters it requires. A missing template or parameter is a permanent failure before any
-request is made.
+parameters it takes (all required, no others allowed). An unregistered template
+(``template_not_registered``), a missing or unknown parameter (``template_params_invalid``) or a
+parameter value over ``MAX_PARAM_CHARS`` characters (``message_too_large``; gateways cap each
+variable) is a permanent failure before any request is made.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from siyu.channels.base import Capabilities, Message, Outcome
+from siyu.channels.base import Capabilities, Message, Outcome, is_timeout
 
 TRANSIENT_CODES = frozenset(
     {"THROTTLED", "SYSTEM_BUSY", "INTERNAL_ERROR", "TIMEOUT", "RECIPIENT_DAY_LIMIT"}
@@ -56,6 +58,21 @@ PERMANENT_CODES = frozenset(
         "CONTENT_REJECTED",
     }
 )
+
+
+MAX_PARAM_CHARS = 35
+# provider code -> our reason code
+CODE_REASONS = {
+    "THROTTLED": "throttled",
+    "RECIPIENT_DAY_LIMIT": "throttled",
+    "TIMEOUT": "provider_timeout",
+    "INVALID_MOBILE": "recipient_invalid",
+    "BLACKLISTED": "recipient_invalid",
+    "TEMPLATE_NOT_FOUND": "template_not_registered",
+    "TEMPLATE_PARAMS_INVALID": "template_params_invalid",
+    "SIGNATURE_INVALID": "auth_failed",
+    "ACCOUNT_SUSPENDED": "auth_failed",
+}
 
 
 @dataclass(frozen=True)
@@ -83,10 +100,10 @@ def classify(code: str, message: str = "") -> Outcome:
         return Outcome.ok()
     reason = f"sms {code}: {message}" if message else f"sms {code}"
     if code in TRANSIENT_CODES:
-        return Outcome.transient(reason)
+        return Outcome.transient(reason, code=CODE_REASONS.get(code, "provider_unavailable"))
     if code in PERMANENT_CODES:
-        return Outcome.permanent(reason)
-    return Outcome.permanent(f"sms unknown code {code}: {message}")
+        return Outcome.permanent(reason, code=CODE_REASONS.get(code, "rejected"))
+    return Outcome.permanent(f"sms unknown code {code}: {message}", code="rejected")
 
 
 class SmsChannel:
@@ -106,11 +123,30 @@ class SmsChannel:
         name = str(content.get("template", ""))
         template = self.templates.get(message.brand_id, {}).get(name)
         if template is None:
-            return Outcome.permanent(f"template_not_registered: {name}")
-        params: dict[str, Any] = dict(content.get("params") or {})
+            return Outcome.permanent(
+                f"template_not_registered: {name[:64]}", code="template_not_registered"
+            )
+        raw = content.get("params") or {}
+        if not isinstance(raw, dict):
+            return Outcome.permanent("bad_payload: params is not an object", code="bad_payload")
+        params: dict[str, Any] = dict(raw)
         missing = [p for p in template.params if p not in params]
         if missing:
-            return Outcome.permanent(f"template_params_missing: {','.join(missing)}")
+            return Outcome.permanent(
+                f"template_params_missing: {','.join(missing)}", code="template_params_invalid"
+            )
+        extra = sorted(set(params) - set(template.params))
+        if extra:
+            return Outcome.permanent(
+                f"template_params_not_allowed: {','.join(extra)[:200]}",
+                code="template_params_invalid",
+            )
+        long = [p for p in template.params if len(str(params[p])) > MAX_PARAM_CHARS]
+        if long:
+            return Outcome.permanent(
+                f"message_too_large: {','.join(long)} over {MAX_PARAM_CHARS} characters",
+                code="message_too_large",
+            )
         body = json.dumps(
             {
                 "account": self.provider.account,
@@ -148,7 +184,8 @@ class SmsChannel:
                 return Outcome.transient(f"sms http {exc.code}")
             raw = exc.read()
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            return Outcome.transient(f"sms: {type(exc).__name__}: {exc}")
+            code = "provider_timeout" if is_timeout(exc) else "provider_unavailable"
+            return Outcome.transient(f"sms: {type(exc).__name__}: {exc}", code=code)
         try:
             answer = json.loads(raw)
             code, text = str(answer["code"]), str(answer.get("message", ""))

@@ -11,7 +11,8 @@ Request: ``POST <url>`` with body ``{"id", "brand_id", "channel", "customer_id",
 Receivers check with :func:`verify` (constant-time, with a replay window).
 
 Classification: 2xx sent; 5xx, 408, 425, 429, time-outs and connection errors transient
-(``Retry-After`` honoured); any other status permanent.
+(``Retry-After`` honoured); 401/403 ``auth_failed`` and any other status ``rejected``,
+permanent. A body over ``MAX_BODY`` bytes is refused before sending (``message_too_large``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from siyu.channels.base import Capabilities, Message, Outcome
+from siyu.channels.base import Capabilities, Message, Outcome, is_timeout
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+MAX_BODY = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,21 @@ class WebhookChannel:
     def send(self, message: Message) -> Outcome:
         endpoint = self.endpoints.get(message.brand_id)
         if endpoint is None:
-            return Outcome.permanent("webhook_not_configured")
-        body = json.dumps(
+            return Outcome.permanent("webhook_not_configured", code="not_configured")
+        try:
+            body = self.body(message)
+        except (TypeError, ValueError) as exc:  # not JSON-serialisable
+            return Outcome.permanent(f"bad_payload: {exc}", code="bad_payload")
+        if len(body) > MAX_BODY:
+            return Outcome.permanent(
+                f"message_too_large: {len(body)} bytes (limit {MAX_BODY})",
+                code="message_too_large",
+            )
+        return self.post(endpoint, message.idem_key, body)
+
+    @staticmethod
+    def body(message: Message) -> bytes:
+        return json.dumps(
             {
                 "id": message.idem_key,
                 "brand_id": message.brand_id,
@@ -92,6 +107,8 @@ class WebhookChannel:
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
+
+    def post(self, endpoint: WebhookEndpoint, idem_key: str, body: bytes) -> Outcome:
         timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - the brand's configured URL
             endpoint.url,
@@ -102,7 +119,7 @@ class WebhookChannel:
                 "User-Agent": "siyu-webhook/1",
                 "X-Siyu-Timestamp": timestamp,
                 "X-Siyu-Signature": sign(endpoint.secret, timestamp, body),
-                "X-Siyu-Idempotency-Key": message.idem_key,
+                "X-Siyu-Idempotency-Key": idem_key,
             },
         )
         try:
@@ -112,11 +129,15 @@ class WebhookChannel:
             status = exc.code
             if status >= 500 or status in TRANSIENT_STATUSES:
                 return Outcome.transient(
-                    f"http {status}", retry_after=_retry_after(exc.headers.get("Retry-After"))
+                    f"http {status}",
+                    retry_after=_retry_after(exc.headers.get("Retry-After")),
+                    code="throttled" if status == 429 else "provider_unavailable",
                 )
-            return Outcome.permanent(f"http {status}")
+            code = "auth_failed" if status in (401, 403) else "rejected"
+            return Outcome.permanent(f"http {status}", code=code)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            return Outcome.transient(f"webhook: {type(exc).__name__}: {exc}")
+            code = "provider_timeout" if is_timeout(exc) else "provider_unavailable"
+            return Outcome.transient(f"webhook: {type(exc).__name__}: {exc}", code=code)
         if 200 <= status < 300:
             return Outcome.ok()
-        return Outcome.permanent(f"http {status}")
+        return Outcome.permanent(f"http {status}", code="rejected")

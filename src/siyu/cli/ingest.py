@@ -251,18 +251,37 @@ def lake_stats(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = Fal
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Drain the queues once and exit")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls")] = 1.0,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this job kind (repeatable), e.g. channels.outbox"),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run background jobs (the event inbox → lake, …) until stopped."""
+    """Run background jobs (the event inbox → lake, tags, SOP triggers, the outbox) until
+    stopped. SIGTERM or Ctrl-C finishes the batch in hand, then exits."""
+    import signal
+    import threading
+
     from siyu import jobs
 
     use_data_dir(data_dir)
+    names = [k.name for k in jobs.kinds()]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise typer.BadParameter(f"unknown job kind {', '.join(unknown)}; known: {names}")
+    selected = frozenset(only) if only else None
     if once:
-        done = jobs.run_once()
+        done = jobs.run_once(only=selected)
         typer.echo(json.dumps(done))
         return
-    typer.echo(f"worker: {', '.join(k.name for k in jobs.kinds())} (Ctrl-C to stop)")
-    try:
-        jobs.run_forever(interval)
-    except KeyboardInterrupt:
-        typer.echo("stopped")
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    running = [n for n in names if selected is None or n in selected]
+    typer.echo(f"worker: {', '.join(running)} (Ctrl-C to stop)", err=True)
+    jobs.run_forever(interval, stop, only=selected)
+    typer.echo("stopped", err=True)

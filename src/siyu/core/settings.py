@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     smtp_starttls: bool = True
     smtp_timeout: float = 10.0
+    # Outbox dispatcher (``siyu worker``): rows claimed per pass, how long a claim lasts before
+    # another worker may take the row over (longer than any adapter time-out), attempts before
+    # a transient failure becomes final, and the HTTP adapters' (webhook, SMS) time-out.
+    outbox_batch: int = Field(default=50, ge=1, le=5000)
+    outbox_lease_seconds: float = Field(default=300.0, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    channel_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("default_timezone")
     @classmethod

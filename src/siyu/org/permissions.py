@@ -35,6 +35,7 @@ PERMISSIONS = (
     "segments.export",
     "sop.write",
     "wecom.manage",
+    "channels.manage",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -47,7 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "regional_manager": _READ | {"org.write", "staff.write", "customers.write"},
     "store_manager": _READ | {"staff.write", "customers.write"},
     "guide": _READ | {"customers.write"},
-    "community_operator": _READ | {"customers.write", "sop.write"},
+    "community_operator": _READ | {"customers.write", "sop.write", "channels.manage"},
     "content_operator": frozenset({"org.read"}),
     "analyst": _READ | {"audit.read", "tags.write"},
 }

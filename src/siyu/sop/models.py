@@ -185,6 +185,10 @@ class Outbox(Base):
     available_at: Mapped[datetime] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(String(1000))
+    # the stable reason code of the last failure (``siyu.channels.base.REASONS``)
+    reason: Mapped[str | None] = mapped_column(String(40))
+    # the worker holding the claim while ``sending`` (host:pid), kept after for diagnosis
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_column()
 
 

@@ -28,6 +28,7 @@ from siyu.core.settings import get_settings
 from siyu.web import (
     apikeys,
     audit,
+    channels,
     customers,
     oneid,
     org,
@@ -142,6 +143,7 @@ def install(app: FastAPI) -> None:
         tags,
         segments,
         sop,
+        channels,
         apikeys,
         audit,
         workbench,

@@ -52,6 +52,7 @@ NAV = (
     ("segments", "/segments", "customers.read"),
     ("sop", "/sops", "customers.read"),
     ("wecom", "/wecom", "wecom.manage"),
+    ("channels", "/channels", "channels.manage"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),
