@@ -34,6 +34,7 @@ PERMISSIONS = (
     "tags.write",
     "segments.export",
     "sop.write",
+    "content.write",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -47,7 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "store_manager": _READ | {"staff.write", "customers.write"},
     "guide": _READ | {"customers.write"},
     "community_operator": _READ | {"customers.write", "sop.write"},
-    "content_operator": frozenset({"org.read"}),
+    "content_operator": _READ | {"content.write"},
     "analyst": _READ | {"audit.read", "tags.write"},
 }
 
