@@ -110,6 +110,27 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "json": {"template": "welcome_journey", "key": "probe_welcome"}
     },
     ("PUT", "/api/v1/brands/{brand}/sop-policy"): {"json": {"guide_capacity": 30}},
+    ("POST", "/api/v1/brands/{brand}/content/materials"): {
+        "json": {"kind": "text", "name": "probe", "body": {"text": "hi {{ nickname }}"}}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/materials:import"): {
+        "json": [{"kind": "text", "name": "probe", "body": {"text": "hi"}}]
+    },
+    ("PATCH", "/api/v1/brands/{brand}/content/materials/{material}"): {"json": {"name": "x"}},
+    ("POST", "/api/v1/brands/{brand}/content/folders"): {"json": {"name": "probe"}},
+    ("PUT", "/api/v1/brands/{brand}/content/settings"): {
+        "json": {"allowed_domains": ["mall.example.com"]}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/templates:check"): {"json": {"text": "hi"}},
+    ("POST", "/api/v1/brands/{brand}/content/preview"): {
+        "json": {"text": "hi {{ nickname }}", "customer_id": "{customer}"}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/links"): {
+        "json": {"target_url": "https://mall.example.com/x"}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/sops/{sop}:set-content"): {
+        "json": {"step": 0, "material_id": "{material}"}
+    },
 }
 
 
@@ -181,7 +202,10 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     )
     segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
     sop = sop_actions.create_from_template(db, SYSTEM, b, "welcome_journey")
+    material, link = _content_of(db, b)
     return {
+        "material": material,
+        "code": link,
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",
@@ -194,6 +218,18 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
         "identity": identity,
         "review": review,
     }
+
+
+def _content_of(db: Session, b: Any) -> tuple[str, str]:
+    from siyu.content import actions as content_actions
+    from siyu.content.schemas import LinkIn, MaterialIn, SettingsIn
+
+    m = content_actions.create_material(
+        db, SYSTEM, b, MaterialIn(kind="text", name="b", body={"text": "b"})
+    )
+    content_actions.set_settings(db, SYSTEM, b, SettingsIn(allowed_domains=["b.example.com"]))
+    link = content_actions.create_link(db, SYSTEM, b, LinkIn(target_url="https://b.example.com/"))
+    return m.id, link.code
 
 
 def request(
@@ -238,7 +274,7 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop)\}", route):
+        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop|material|code)\}", route):
             r = request(
                 client,
                 method,

@@ -47,7 +47,7 @@ from siyu.content.schemas import (
     VersionOut,
 )
 from siyu.core.clock import as_utc, local_today, utcnow
-from siyu.core.errors import Invalid
+from siyu.core.errors import Invalid, NotFound
 from siyu.core.tenancy import Actor
 from siyu.customers import queries as customer_queries
 from siyu.customers import vault
@@ -334,7 +334,7 @@ def get_link(db: Session, actor: Actor, brand: Brand, code: str) -> LinkOut:
         select(TrackingLink).where(TrackingLink.brand_id == brand.id, TrackingLink.code == code)
     )
     if link is None:
-        raise Invalid("content.link_not_found", code=code)
+        raise NotFound("content.link_not_found", code=code)
     return _link_out(link, click_counts(db, brand.id, [link.id]).get(link.id, 0))
 
 
@@ -355,7 +355,7 @@ def clicks(
             select(TrackingLink).where(TrackingLink.brand_id == brand.id, TrackingLink.code == code)
         )
         if link is None:
-            raise Invalid("content.link_not_found", code=code)
+            raise NotFound("content.link_not_found", code=code)
         stmt = stmt.where(LinkClick.link_id == link.id)
     if not include_bots:
         stmt = stmt.where(LinkClick.bot.is_(False))
