@@ -28,6 +28,8 @@ from siyu.core.settings import get_settings
 from siyu.web import (
     apikeys,
     audit,
+    content,
+    content_koc,
     customers,
     oneid,
     org,
@@ -144,6 +146,8 @@ def install(app: FastAPI) -> None:
         apikeys,
         audit,
         workbench,
+        content_koc,
+        content,
     )
     for module in routers:
         app.include_router(module.router)
