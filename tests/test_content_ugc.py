@@ -187,6 +187,11 @@ def test_reward_is_paid_exactly_once(db: Session, world: Any) -> None:
         .where(AuditEntry.action == "content.koc_approve", AuditEntry.entity_id == note.id)
     )
     assert approvals == 1
+    # a note nobody can be rewarded for (no customer, no staff author) takes no reward
+    orphan = ugc.submit_note(db, SYSTEM, brand, note_in("https://weibo.com/9/x"))
+    with pytest.raises(Invalid) as nobody:
+        ugc.approve_note(db, admin, brand, orphan.id, ugc.KocApproval(reward_points=5))
+    assert nobody.value.code == "content.koc_no_recipient"
     # the same state on another note is refused
     other = ugc.submit_note(db, admin, brand, note_in("https://www.douyin.com/video/42"))
     with pytest.raises(Conflict) as err:

@@ -497,6 +497,14 @@ def approve_note(
         note = _note_for_update(db, actor, brand, note_id)
         if note.status == "approved":
             return note
+        if (decision.reward_fen or decision.reward_points) and not (
+            note.customer_id or note.staff_id
+        ):
+            raise Invalid(
+                "content.koc_no_recipient",
+                note=note.id,
+                errors=[FieldError("content.koc_no_recipient", field="reward_fen")],
+            )
         before = snapshot(note)
         note.channel_state = _state_for(db, brand, note, decision.state)
         note.channel_code = note.channel_state
