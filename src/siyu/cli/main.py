@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, customers, ingest, org, sop, tags
+from siyu.cli import bench, content, customers, ingest, org, sop, tags
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -46,6 +46,7 @@ app.add_typer(tags.app, name="tags")
 app.add_typer(tags.segments_app, name="segments")
 app.add_typer(tags.value_app, name="value")
 app.add_typer(sop.app, name="sop")
+app.add_typer(content.app, name="content")
 app.command("worker")(ingest.worker)
 
 
@@ -121,7 +122,9 @@ def demo(
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
-    segments, enable three SOPs and plan today, and serve the console."""
+    segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
+    orders), enable three SOPs and plan today, and serve the console."""
+    from siyu.demo import content as demo_content
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -149,6 +152,11 @@ def demo(
             typer.echo(
                 f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"
                 + "".join(f"\n  tag {k} failed: {e}" for k, e in tagged["failed"].items())
+            )
+            made = demo_content.setup(db, b)
+            typer.echo(
+                f"  content: {made['materials']} materials, A/B test sent to "
+                f"{made['ab_sent']} customers, {made['clicks']} tracking-link clicks"
             )
             planned = demo_sop.summary(demo_sop.setup(db, b))
             typer.echo(

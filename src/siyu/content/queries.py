@@ -452,8 +452,9 @@ def performance(
     ranked = sorted(
         (r for r in out if r.sends >= 10), key=lambda r: (r.order_rate, r.click_rate, r.gmv_fen)
     )
-    best = [r.material_id for r in reversed(ranked[-top:])] if ranked else []
-    worst = [r.material_id for r in ranked[:top] if r.material_id not in best]
+    k = min(top, len(ranked) // 2) if len(ranked) > 1 else len(ranked)
+    best = [r.material_id for r in reversed(ranked[-k:])] if k else []
+    worst = [r.material_id for r in ranked[:k] if r.material_id not in best]
     return PerformanceOut(
         window_days=window_days, segment=segment, rows=out, best=best, worst=worst
     )
