@@ -270,6 +270,44 @@ def preview(db: Session, actor: Actor, brand: Brand, body: PreviewIn) -> Preview
     )
 
 
+def render_content(
+    db: Session,
+    brand: Brand,
+    content: dict[str, Any],
+    customer_id: str | None,
+    *,
+    link: str | None = None,
+    values: dict[str, Any] | None = None,
+    masked: bool = False,
+) -> dict[str, Any]:
+    """A touch's content (as SOP steps and outbox payloads carry it) with its templates —
+    ``text``, link ``title`` and ``desc`` — rendered for one customer, the step's fallbacks
+    applied. For the channels that deliver it and for test sends; no permission check (the
+    caller has passed the funnel). An archived or expired material is refused."""
+    from siyu.customers.models import Customer
+
+    mid = content.get("content_id")
+    if isinstance(mid, str) and mid:
+        from siyu.content.actions import check_usable
+
+        m = db.get(Material, mid)
+        if m is not None and readable(m, brand):
+            check_usable(m)
+    given: dict[str, Any] = {"brand": brand.name, "link": link}
+    if customer_id:
+        customer = db.get(Customer, customer_id)
+        if customer is not None and customer.brand_id == brand.id:
+            given |= customer_values(db, brand, customer, masked=masked)
+    given |= {k: v for k, v in (values or {}).items() if k in templating.VARIABLES}
+    fallbacks = dict(content.get("fallbacks") or {})
+    out = dict(content)
+    for key in ("text", "title", "desc"):
+        value = content.get(key)
+        if isinstance(value, str) and value:
+            out[key] = templating.render(value, given, fallbacks)
+    return out
+
+
 # ---------------------------------------------------------------- links
 
 
