@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -145,14 +146,24 @@ def test_engine_sends_variants_and_results_are_computed(db: Session, world: Any)
     clickers = by_variant["A"][:1] + by_variant["B"][:2]
     for t in clickers:
         at = t.send_at + timedelta(hours=1) if t.send_at else None
-        from urllib.parse import parse_qsl, urlsplit
-
         url = actions.signed_url(links[t.content["variant"]], t.customer_id, t.id)
         params = dict(parse_qsl(urlsplit(url).query))
         got = actions.record_click(
             db, links[t.content["variant"]].code, user_agent="Mozilla/5.0", params=params, now=at
         )
         assert got.target and got.click and got.click.touch_id == t.id
+    # a "click" 0.3 s after the send is a link preview: kept, not counted
+    t0 = by_variant["A"][-1]
+    params = dict(parse_qsl(urlsplit(actions.signed_url(links["A"], t0.customer_id, t0.id)).query))
+    assert t0.send_at is not None
+    early = actions.record_click(
+        db,
+        links["A"].code,
+        user_agent="Mozilla/5.0",
+        params=params,
+        now=t0.send_at + timedelta(milliseconds=300),
+    )
+    assert early.click is not None and early.click.bot and early.reason == "too_soon"
     # orders: one B customer buys within the window, one A customer after it
     by_id = {t.customer_id: t for t in touches}
     phone_of = {customer_of(db, brand, p): p for p in PHONES[:8]}

@@ -489,6 +489,12 @@ def record_click(
         customer_id = customer_id or c[:26]
         touch_id = touch_id or (t[:26] or None)
     sent_at = link.sent_at
+    if sent_at is None and touch_id:
+        from siyu.sop.models import Touch
+
+        sent_at = db.scalar(
+            select(Touch.send_at).where(Touch.brand_id == link.brand_id, Touch.id == touch_id)
+        )
     reason = L.bot_reason(method, user_agent, now, as_utc(sent_at) if sent_at else None)
     target = L.with_utm(link.target_url, dict(link.utm or {}))
     event_id = f"click:{new_id()}"
