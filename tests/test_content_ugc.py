@@ -106,11 +106,11 @@ def test_bad_links_are_refused(url: str, platform: str | None, code: str) -> Non
 
 def test_submit_dedupes_the_same_post(db: Session, world: Any) -> None:
     brand = coffee(db)
-    guide = actor_of(db, "a.guide")
-    # given a note a guide submitted
-    note = ugc.submit_note(db, guide, brand, note_in(author="latte_lover"))
+    admin = actor_of(db, "a.admin")
+    # given a note a staff member submitted
+    note = ugc.submit_note(db, admin, brand, note_in(author="latte_lover"))
     assert note.status == "submitted" and note.platform == "xiaohongshu"
-    assert note.staff_id == guide.staff_id and note.meta["author"] == "latte_lover"
+    assert note.staff_id == admin.staff_id and note.meta["author"] == "latte_lover"
     # when the same post comes again through another link shape, it is refused
     with pytest.raises(Conflict) as err:
         ugc.submit_note(db, SYSTEM, brand, note_in(XHS_SAME, title="again"))
@@ -122,12 +122,13 @@ def test_submit_dedupes_the_same_post(db: Session, world: Any) -> None:
     assert n == 1
 
 
-def test_analyst_cannot_submit_and_guide_cannot_review(db: Session, world: Any) -> None:
+def test_guide_and_analyst_cannot_submit_or_review(db: Session, world: Any) -> None:
     brand = coffee(db)
-    with pytest.raises(Forbidden):
-        ugc.submit_note(db, actor_of(db, "a.analyst"), brand, note_in())
-    note = ugc.submit_note(db, actor_of(db, "a.guide"), brand, note_in())
     guide = actor_of(db, "a.guide")
+    for who in (guide, actor_of(db, "a.analyst")):
+        with pytest.raises(Forbidden):
+            ugc.submit_note(db, who, brand, note_in())
+    note = ugc.submit_note(db, actor_of(db, "a.admin"), brand, note_in())
     with pytest.raises(Forbidden) as err:
         ugc.approve_note(db, guide, brand, note.id, ugc.KocApproval(reward_fen=500))
     assert err.value.code == "auth.permission_denied"
@@ -140,7 +141,7 @@ def test_analyst_cannot_submit_and_guide_cannot_review(db: Session, world: Any) 
 def test_reject_needs_a_reason_and_is_audited(db: Session, world: Any) -> None:
     brand = coffee(db)
     admin = actor_of(db, "a.admin")
-    note = ugc.submit_note(db, actor_of(db, "a.guide"), brand, note_in())
+    note = ugc.submit_note(db, admin, brand, note_in())
     with pytest.raises(Invalid) as err:
         ugc.reject_note(db, admin, brand, note.id, "   ")
     assert err.value.code == "content.koc_reason_required"
@@ -164,7 +165,7 @@ def test_reject_needs_a_reason_and_is_audited(db: Session, world: Any) -> None:
 def test_reward_is_paid_exactly_once(db: Session, world: Any) -> None:
     brand = coffee(db)
     admin = actor_of(db, "a.admin")
-    note = ugc.submit_note(db, actor_of(db, "a.guide"), brand, note_in())
+    note = ugc.submit_note(db, admin, brand, note_in())
     decision = ugc.KocApproval(reward_fen=1500, reward_points=200, state="xhs_latte_01")
     # when it is approved twice (the second time with other amounts)
     first = ugc.approve_note(db, admin, brand, note.id, decision)
@@ -201,19 +202,25 @@ def test_reward_is_paid_exactly_once(db: Session, world: Any) -> None:
         ugc.approve_note(db, admin, brand, other.id, ugc.KocApproval(state="含中文"))
 
 
-def test_guide_sees_own_notes_only(db: Session, world: Any) -> None:
+def test_guide_sees_notes_of_their_customers_only(db: Session, world: Any) -> None:
+    from tests.customer_factories import seed_customers
+
+    cast = seed_customers(db)  # zhang is a.guide's customer, li is not
     brand = coffee(db)
-    mine = ugc.submit_note(db, actor_of(db, "a.guide"), brand, note_in())
+    mine = ugc.submit_note(db, SYSTEM, brand, note_in(customer_id=cast.zhang))
     theirs = ugc.submit_note(
-        db, actor_of(db, "shared"), brand, note_in("https://www.douyin.com/video/7")
+        db, SYSTEM, brand, note_in("https://www.douyin.com/video/7", customer_id=cast.li)
     )
+    anonymous = ugc.submit_note(db, SYSTEM, brand, note_in("https://weibo.com/7/x"))
     guide = actor_of(db, "a.guide")
     assert [n.id for n in ugc.list_notes(db, guide, brand)] == [mine.id]
-    with pytest.raises(NotFound):
-        ugc.get_note(db, guide, brand, theirs.id)
+    for hidden in (theirs, anonymous):
+        with pytest.raises(NotFound):
+            ugc.get_note(db, guide, brand, hidden.id)
     admin = actor_of(db, "a.admin")
-    assert {n.id for n in ugc.list_notes(db, admin, brand)} == {mine.id, theirs.id}
-    assert ugc.status_counts(db, admin, brand)["submitted"] == 2
+    assert {n.id for n in ugc.list_notes(db, admin, brand)} == {mine.id, theirs.id, anonymous.id}
+    assert ugc.status_counts(db, admin, brand)["submitted"] == 3
+    assert ugc.status_counts(db, guide, brand)["submitted"] == 1
     # another tenant's admin does not see the brand at all
     with pytest.raises(NotFound):
         ugc.list_notes(db, actor_of(db, "b.admin"), brand)
@@ -266,7 +273,7 @@ def test_note_attribution_counts_customers_orders_and_gmv(db: Session, world: An
     brand = coffee(db)
     admin = actor_of(db, "a.admin")
     content_actions.set_settings(db, admin, brand, SettingsIn(allowed_domains=["mall.a-coffee.cn"]))
-    note = ugc.submit_note(db, actor_of(db, "a.guide"), brand, note_in())
+    note = ugc.submit_note(db, admin, brand, note_in())
     decision = ugc.KocApproval(
         state="koc_latte", reward_points=100, target_url="https://mall.a-coffee.cn/latte"
     )
@@ -336,3 +343,43 @@ def test_note_attribution_counts_customers_orders_and_gmv(db: Session, world: An
     guide_view = ugc.attribution(db, actor_of(db, "a.guide"), brand, [note])[note.id]
     assert (guide_view.customers, guide_view.orders, guide_view.gmv_fen) == (1, 3, 15700)
     assert [r.via for r in guide_view.rows] == ["state"]
+
+
+# ---------------------------------------------------------------- the API (the H5 form's token)
+
+
+def test_api_brand_token_submits_and_nothing_more(client: Any, db: Session, world: Any) -> None:
+    from tests.factories import api_key
+
+    token = {"Authorization": f"Bearer {api_key(db, 'a-coffee', 'content.submit')}"}
+    base = "/api/v1/brands/a-coffee/content/koc-notes"
+    # the H5 form submits with the brand token
+    r = client.post(base, json={"url": XHS, "title": "好喝", "author": "h5_user"}, headers=token)
+    assert r.status_code == 201, r.text
+    note = r.json()
+    assert note["source"] == "h5" and note["status"] == "submitted"
+    again = client.post(base, json={"url": XHS_SAME, "title": "again"}, headers=token)
+    assert again.status_code == 409 and again.json()["code"] == "content.koc_duplicate"
+    bad = client.post(
+        base,
+        json={"url": "https://evil.example/x", "title": "x", "platform": "douyin"},
+        headers=token,
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "content.koc_bad_url"
+    # it cannot approve, nor read the queue
+    r = client.post(f"{base}/{note['id']}:approve", json={"reward_points": 5}, headers=token)
+    assert r.status_code == 403
+    assert client.get(base, headers=token).status_code == 403
+    # a reviewer's key: no reward without someone to receive it; approving twice is one approval
+    review = {
+        "Authorization": f"Bearer {api_key(db, 'a-coffee', 'content.write', 'customers.read')}"
+    }
+    r = client.post(f"{base}/{note['id']}:approve", json={"reward_points": 5}, headers=review)
+    assert r.status_code == 422 and r.json()["code"] == "content.koc_no_recipient"
+    for _ in range(2):
+        r = client.post(f"{base}/{note['id']}:approve", json={"state": "koc_h5"}, headers=review)
+        assert r.status_code == 200 and r.json()["channel_state"] == "koc_h5"
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(RewardLedger)) == 0
+    r = client.get(f"{base}/{note['id']}/attribution", headers=review)
+    assert r.status_code == 200 and r.json()["customers"] == 0

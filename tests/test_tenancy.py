@@ -131,6 +131,21 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/content/sops/{sop}:set-content"): {
         "json": {"step": 0, "material_id": "{material}"}
     },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes"): {
+        "json": {
+            "url": "https://www.xiaohongshu.com/explore/6650a1b2c3d4e5f6a7b8c9d1",
+            "title": "t",
+        }
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes:import"): {
+        "json": [{"url": "https://www.douyin.com/video/77", "title": "t"}]
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes/{note}:approve"): {
+        "json": {"reward_points": 10}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes/{note}:reject"): {
+        "json": {"reason": "probe"}
+    },
 }
 
 
@@ -203,7 +218,13 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
     sop = sop_actions.create_from_template(db, SYSTEM, b, "welcome_journey")
     material, link = _content_of(db, b)
+    from siyu.content import ugc
+
+    note = ugc.submit_note(
+        db, SYSTEM, b, ugc.KocNoteIn(url="https://weibo.com/b/1", title="b", customer_id=customer)
+    )
     return {
+        "note": note.id,
         "material": material,
         "code": link,
         "sop": sop.id,

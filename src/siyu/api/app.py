@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import content, customers, ingest, org, sop, tags
+from siyu.api import content, content_koc, customers, ingest, org, sop, tags
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -37,5 +37,6 @@ def install(app: FastAPI) -> None:
     app.include_router(ingest.router, prefix=PREFIX)
     app.include_router(tags.router, prefix=PREFIX)
     app.include_router(sop.router, prefix=PREFIX)
+    app.include_router(content_koc.router, prefix=PREFIX)
     app.include_router(content.router, prefix=PREFIX)
     app.include_router(content.public_router)

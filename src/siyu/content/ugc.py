@@ -3,8 +3,9 @@
 A note is a customer's (or a staff member's) post on Xiaohongshu, Douyin, WeChat Channels,
 Weibo, Dianping or elsewhere, submitted with its link:
 
-- **Submit** (:func:`submit_note`; staff with ``customers.write``, an API key with that scope
-  for the brand's H5 form, or :func:`import_notes` for a file's rows): the link must be an
+- **Submit** (:func:`submit_note`; staff with ``content.submit`` — content and community
+  operators, HQ, admins —, the brand's H5 form through an API key scoped ``content.submit``
+  only, or :func:`import_notes` for a file's rows): the link must be an
   ``http(s)`` URL of at most 1,000 characters whose host is on the platform's allowlist
   (:data:`PLATFORM_HOSTS`; ``other`` takes any public host name). The same post submitted
   twice is refused (``content.koc_duplicate``): links are compared in a canonical form
@@ -62,7 +63,7 @@ from siyu.org.permissions import authorize, unit_filter
 if TYPE_CHECKING:
     from siyu.org.models import Brand
 
-SUBMIT = "customers.write"
+SUBMIT = "content.submit"
 REVIEW = "content.write"
 MAX_URL = 1000
 DEFAULT_WINDOW_DAYS = 30
@@ -115,6 +116,92 @@ class KocApproval(BaseModel):
     state: str | None = Field(default=None, max_length=30, description="WeCom channel state")
     target_url: str | None = Field(default=None, max_length=2000)
     attribution_days: int = Field(default=DEFAULT_WINDOW_DAYS, ge=1, le=MAX_WINDOW_DAYS)
+
+
+class KocNoteOut(BaseModel):
+    id: str
+    platform: str
+    url: str
+    title: str
+    summary: str | None
+    images: list[str]
+    status: str
+    customer_id: str | None
+    staff_id: str | None
+    author: str | None
+    source: str | None
+    reject_reason: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    reward_fen: int
+    reward_points: int
+    channel_state: str | None
+    link_id: str | None
+    attribution_days: int
+    submitted_by: str | None
+    created_at: datetime
+
+
+class AttributedOut(BaseModel):
+    customer_id: str
+    via: str
+    at: datetime
+    new: bool
+    orders: int
+    gmv_fen: int
+    name: str
+    phone: str
+
+
+class KocStatsOut(BaseModel):
+    note_id: str
+    window_days: int
+    clicks: int
+    customers: int
+    new_customers: int
+    orders: int
+    gmv_fen: int
+    rows: list[AttributedOut] = Field(default_factory=list)
+
+
+def note_out(note: KocNote) -> KocNoteOut:
+    meta = note.meta or {}
+    return KocNoteOut(
+        id=note.id,
+        platform=note.platform,
+        url=note.url,
+        title=note.title,
+        summary=note.summary,
+        images=list(note.images or []),
+        status=note.status,
+        customer_id=note.customer_id,
+        staff_id=note.staff_id,
+        author=meta.get("author"),
+        source=meta.get("source"),
+        reject_reason=note.reject_reason,
+        reviewed_by=note.reviewed_by,
+        reviewed_at=note.reviewed_at,
+        reward_fen=note.reward_fen,
+        reward_points=note.reward_points,
+        channel_state=note.channel_state,
+        link_id=note.link_id,
+        attribution_days=attribution_days(note),
+        submitted_by=note.submitted_by,
+        created_at=note.created_at,
+    )
+
+
+def stats_out(stats: NoteStats) -> KocStatsOut:
+    return KocStatsOut(
+        note_id=stats.note_id,
+        window_days=stats.window_days,
+        clicks=stats.clicks,
+        customers=stats.customers,
+        new_customers=stats.new_customers,
+        orders=stats.orders,
+        gmv_fen=stats.gmv_fen,
+        rows=[AttributedOut(**r.__dict__) for r in stats.rows],
+    )
 
 
 # ---------------------------------------------------------------- links

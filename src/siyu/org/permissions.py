@@ -35,6 +35,7 @@ PERMISSIONS = (
     "segments.export",
     "sop.write",
     "content.write",
+    "content.submit",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -47,8 +48,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "regional_manager": _READ | {"org.write", "staff.write", "customers.write"},
     "store_manager": _READ | {"staff.write", "customers.write"},
     "guide": _READ | {"customers.write"},
-    "community_operator": _READ | {"customers.write", "sop.write"},
-    "content_operator": _READ | {"content.write"},
+    "community_operator": _READ | {"customers.write", "sop.write", "content.submit"},
+    "content_operator": _READ | {"content.write", "content.submit"},
     "analyst": _READ | {"audit.read", "tags.write"},
 }
 

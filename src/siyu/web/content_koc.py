@@ -5,7 +5,7 @@ text, with what each approved note brought; a submit form for staff) and a note'
 orders and GMV the note brought, PII masked).
 
 Reads go through ``content.ugc`` (``customers.read``, within the reader's data scope); writes
-are ``ugc.submit_note`` (``customers.write``) and ``ugc.approve_note`` / ``ugc.reject_note``
+are ``ugc.submit_note`` (``content.submit``) and ``ugc.approve_note`` / ``ugc.reject_note``
 (``content.write``), which check the permission and audit.
 """
 
