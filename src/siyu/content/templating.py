@@ -244,9 +244,20 @@ def sandbox_render(source: str, context: dict[str, Any]) -> str:
     return out
 
 
+@lru_cache(maxsize=512)
+def _verdict(source: str) -> Invalid | None:
+    try:
+        check(source)
+    except Invalid as exc:
+        return exc
+    return None
+
+
 def render(source: str, values: dict[str, Any], fallbacks: dict[str, Any] | None = None) -> str:
     """Render a template: a missing or empty value takes the variable's fallback, else ""."""
-    check(source)
+    refused = _verdict(source)
+    if refused is not None:
+        raise Invalid(refused.code, errors=list(refused.errors), **refused.params)
     context: dict[str, Any] = {}
     fallbacks = fallbacks or {}
     for name in VARIABLES:
