@@ -124,7 +124,9 @@ def demo(
     export it as the files a brand hands over, import exactly those, compute the tags and
     segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
     orders), enable three SOPs and plan today, and serve the console."""
+    from siyu.core.money import format_fen
     from siyu.demo import content as demo_content
+    from siyu.demo import koc as demo_koc
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -156,7 +158,13 @@ def demo(
             made = demo_content.setup(db, b)
             typer.echo(
                 f"  content: {made['materials']} materials, A/B test sent to "
-                f"{made['ab_sent']} customers, {made['clicks']} tracking-link clicks"
+                f"{made['ab_sent']} customers, {made['clicks']} tracking-link clicks "
+                f"({made['ms']} ms)"
+            )
+            koc = demo_koc.setup(db, b)
+            typer.echo(
+                f"  koc: {koc['notes']} notes; the approved ones brought {koc['customers']} "
+                f"customers, {koc['orders']} orders, GMV {format_fen(koc['gmv_fen'])}"
             )
             planned = demo_sop.summary(demo_sop.setup(db, b))
             typer.echo(

@@ -11,6 +11,7 @@ Deterministic per brand (seeded); idempotent (a second build leaves the content 
 from __future__ import annotations
 
 import random
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -311,6 +312,7 @@ def _outcomes(db: Session, brand: Brand, sop: Sop, links: dict[str, Any]) -> dic
 
 def setup(db: Session, brand: Brand) -> dict[str, Any]:
     """Build the brand's content and the A/B campaign (idempotent); counts of what exists."""
+    started = time.perf_counter()
     existing = db.scalar(select(Material.id).where(Material.brand_id == brand.id).limit(1))
     if existing is None:
         actions.set_settings(
@@ -378,4 +380,5 @@ def setup(db: Session, brand: Brand) -> dict[str, Any]:
             )
         )
     )
-    return {"materials": materials, "ab_sent": sent, "clicks": counted}
+    ms = round((time.perf_counter() - started) * 1000)
+    return {"materials": materials, "ab_sent": sent, "clicks": counted, "ms": ms}
