@@ -170,6 +170,14 @@ def test_create_preview_save_and_send_test(client: Any, db: Session, world: Any)
     assert ZHANG_NAME not in str(rows[0].payload)
     page = client.get(r.headers["location"]).text
     assert f'data-outbox="{rows[0].id}"' in section(page, "send-test")
+    # the worker's dispatcher delivers it through the console adapter
+    from siyu.channels.dispatcher import dispatch_outbox
+
+    assert dispatch_outbox(db, 10) == 1
+    db.expire_all()
+    assert db.get(Outbox, rows[0].id).status == "sent"  # type: ignore[union-attr]
+    page = client.get(f"/b/a-coffee/content/{mid}").text
+    assert 'data-status="sent"' in section(page, "send-test")
     # e-mail needs the staff member's address (the test cast has none)
     r = client.post(
         f"/b/a-coffee/content/{mid}/send-test",

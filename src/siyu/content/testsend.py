@@ -1,11 +1,12 @@
 """Test sends of a material: the console's "send test" button.
 
-A test renders the material's current version (for a chosen customer, PII masked, exactly as
-the preview shows it) and puts one row in the outbox — the same table real touches go
-through — for the ``console`` channel (recorded by its adapter) or the ``email`` channel
-addressed to the staff member who asked (delivered once SMTP is configured). ``siyu worker``
-delivers it like any other row; the row's idempotency key is ``content-test:{material}:{id}``,
-so each click is one message. Checks ``content.write`` and is audited.
+A test renders the material's current version as a touch would carry it (text, link title
+and description templates, for a chosen customer in the actor's data scope, PII masked) and
+puts one row in the outbox — the same table real touches go through — for the ``console``
+channel (recorded by its adapter) or the ``email`` channel addressed to the staff member who
+asked (delivered once SMTP is configured). ``siyu worker`` delivers it like any other row;
+the row's idempotency key is ``content-test:{material}:{id}``, so each click is one message.
+Checks ``content.write`` and is audited.
 
     row = send_test(db, actor, brand, material_id, channel="console", customer_id=cid)
     rows = recent_tests(db, actor, brand, material_id)
@@ -19,14 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.content import queries
-from siyu.content.actions import material_for, version_of
-from siyu.content.schemas import PreviewIn
+from siyu.content.actions import material_for, step_content
 from siyu.core.audit import record
 from siyu.core.clock import utcnow
 from siyu.core.db import atomic
 from siyu.core.errors import FieldError, Invalid
 from siyu.core.ids import new_id
 from siyu.core.tenancy import Actor
+from siyu.customers import queries as customer_queries
 from siyu.org import queries as org_queries
 from siyu.org.models import Staff
 from siyu.org.permissions import authorize
@@ -71,26 +72,24 @@ def send_test(
                 errors=[FieldError("content.test_no_email", field="channel", reason="email")],
             )
     material = material_for(db, brand, material_id)
-    version = version_of(db, material)
-    body = dict(version.body or {})
-    shown = queries.preview(
-        db, actor, brand, PreviewIn(material_id=material.id, customer_id=customer_id or None)
+    customer = (
+        customer_queries.access_customer(db, actor, brand, customer_id).id if customer_id else None
     )
-    content: dict[str, Any] = {
-        "content_id": material.id,
-        "version": material.version,
-        "content_kind": material.kind,
-        "name": material.name,
-        "text": shown.text,
-    }
-    for key in ("title", "desc", "url", "pic_url", "appid", "page", "attachments"):
-        if key in body:
-            content[key] = body[key]
+    # the message as a touch would carry it (an archived or expired material is refused),
+    # its templates rendered for the customer with masked PII: a test goes to staff
+    content = queries.render_content(
+        db,
+        brand,
+        step_content(db, brand, material.id),
+        customer,
+        link="/t/test",
+        masked=True,
+    )
     payload: dict[str, Any] = {
         "content": content,
         "test": True,
         "requested_by": actor.label,
-        "customer_id": shown.customer_id,
+        "customer_id": customer,
     }
     if to:
         payload["to"] = to
