@@ -71,3 +71,44 @@ def test_demo_koc_note_shows_the_customers_its_channel_code_brought(
             stats.orders,
             stats.gmv_fen,
         )
+
+
+def test_demo_console_shows_ab_results_and_the_note(at_demo: Any) -> None:  # noqa: F811
+    """The console on the demo: a variant's performance page carries the A/B table with the
+    lift and p-value the query computes; the approved note's page its totals."""
+    from fastapi.testclient import TestClient
+
+    from siyu.content import queries
+    from siyu.demo import koc as demo_koc
+    from siyu.demo.content import AB_SOP
+    from siyu.demo.org import PASSWORD
+    from siyu.server import create_app
+    from siyu.sop.models import Sop
+
+    with open_session() as db:
+        brand = org_queries.access_brand(db, SYSTEM, "demo-coffee")
+        demo_koc.setup(db, brand)
+        sop = db.scalar(select(Sop).where(Sop.brand_id == brand.id, Sop.key == AB_SOP))
+        assert sop is not None
+        step = next(i for i, s in enumerate(sop.steps) if s.get("variants"))
+        material = sop.steps[step]["variants"][1]["content"]["content_id"]
+        expected = queries.variant_results(db, SYSTEM, brand, AB_SOP, step, metric="click")
+        note = db.scalar(
+            select(KocNote).where(KocNote.brand_id == brand.id, KocNote.status == "approved")
+        )
+        assert note is not None
+        stats = ugc.attribution(db, SYSTEM, brand, [note], rows=False)[note.id]
+    with TestClient(create_app()) as client:
+        r = client.post("/login", data={"username": "admin", "password": PASSWORD})
+        assert r.status_code == 200, r.text[:500]
+        page = client.get(f"/b/demo-coffee/content/{material}/stats?metric=click").text
+        table = page[page.index(f'data-sop="{AB_SOP}"') :]
+        table = table[: table.index("</table>")]
+        b = expected.rows[1]
+        assert b.p_value is not None and b.lift is not None
+        row = table[table.index(f'data-variant="{b.variant}"') :]
+        assert f"{b.p_value:.4f}" in row and f"{b.lift * 100:+.1f}%" in row
+        assert 'data-variant="A"' in table
+        note_page = client.get(f"/b/demo-coffee/content/koc/{note.id}").text
+        assert f'data-stat="customers">{stats.customers}<' in note_page
+        assert f'data-fen="{stats.gmv_fen}"' in note_page
