@@ -138,6 +138,44 @@ def test_guide_and_analyst_cannot_submit_or_review(db: Session, world: Any) -> N
     assert db.scalar(select(func.count()).select_from(RewardLedger)) == 0
 
 
+@pytest.mark.parametrize(
+    ("role", "scope", "submits", "reviews"),
+    [
+        ("content_operator", "brand", True, True),
+        ("community_operator", "brand", True, False),
+        ("hq_operator", "brand", True, True),
+        ("store_manager", "unit", False, False),
+    ],
+)
+def test_roles(
+    db: Session, world: Any, role: str, scope: str, submits: bool, reviews: bool
+) -> None:
+    from siyu.org import actions as org_actions
+    from siyu.org.schemas import StaffIn
+
+    brand = coffee(db)
+    unit = "A-SH01" if scope == "unit" else None
+    org_actions.create_staff(
+        db,
+        SYSTEM,
+        brand,
+        StaffIn(name="R", username=f"r.{role}", password="password123", role=role, scope=scope,
+                unit=unit),  # type: ignore[arg-type]
+    )  # fmt: skip
+    who = actor_of(db, f"r.{role}")
+    if submits:
+        note = ugc.submit_note(db, who, brand, note_in())
+    else:
+        with pytest.raises(Forbidden):
+            ugc.submit_note(db, who, brand, note_in())
+        note = ugc.submit_note(db, SYSTEM, brand, note_in())
+    if reviews:
+        assert ugc.approve_note(db, who, brand, note.id).status == "approved"
+    else:
+        with pytest.raises((Forbidden, NotFound)):
+            ugc.approve_note(db, who, brand, note.id)
+
+
 def test_reject_needs_a_reason_and_is_audited(db: Session, world: Any) -> None:
     brand = coffee(db)
     admin = actor_of(db, "a.admin")
