@@ -123,7 +123,8 @@ def demo(
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
     segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
-    orders), enable three SOPs and plan today, and serve the console."""
+    orders) and KOC notes (one approved and rewarded, showing the customers its channel code
+    brought), enable three SOPs and plan today, and serve the console."""
     from siyu.core.money import format_fen
     from siyu.demo import content as demo_content
     from siyu.demo import koc as demo_koc
