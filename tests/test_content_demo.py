@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,3 +176,21 @@ def test_cli_stats_on_the_demo(at_demo: Any) -> None:
         app, ["content", "list", "--brand", "demo-coffee", "--data-dir", data, "--kind", "link"]
     )
     assert r.exit_code == 0 and "链接卡片" in r.output
+    # import: the good lines are kept, the bad one is reported with its line and field
+    lines = [
+        {"kind": "text", "name": "导入一", "body": {"text": "{{ nickname }}好"}},
+        {"kind": "link", "name": "导入二", "body": {"title": "t", "url": "notaurl"}},
+        {"kind": "image", "name": "导入三", "body": {"url": "https://img.example.com/3.png"}},
+    ]
+    path = Path(data) / "materials.jsonl"
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    r = runner.invoke(
+        app, ["content", "import", str(path), "--brand", "demo-coffee", "--data-dir", data]
+    )
+    assert r.exit_code == 1, r.output
+    assert "2 created, 1 refused" in r.output
+    assert "row 2 field body.url" in r.output and "content.bad_url" in r.output
+    r = runner.invoke(
+        app, ["content", "list", "--brand", "demo-coffee", "--data-dir", data, "--q", "导入"]
+    )
+    assert "导入一" in r.output and "导入三" in r.output and "导入二" not in r.output
