@@ -341,3 +341,30 @@ def test_note_page_shows_attributed_customers(client: Any, db: Session, world: A
     queue = client.get("/b/a-coffee/content/koc").text
     row = queue[queue.index(f'data-note="{note.id}"') :]
     assert 'data-count="orders">2<' in row[: row.index("</tr>")]
+
+
+def test_koc_import_from_a_file(client: Any, db: Session, world: Any) -> None:
+    csv = (
+        "链接,标题,作者\n"
+        f"{XHS},好喝,阿鱼\n"
+        "https://xiaohongshu.com/discovery/item/6650a1b2c3d4e5f6a7b8c9d0,同一篇,阿鱼\n"
+        "https://127.0.0.1/x,坏链接,\n"
+        "https://www.douyin.com/video/5,探店,王\n"
+    ).encode()
+    login(client, "a.admin")
+    r = client.post(
+        "/b/a-coffee/content/koc/import",
+        data={"csrf_token": csrf(client)},
+        files={"file": ("notes.csv", csv, "text/csv")},
+    )
+    assert r.status_code == 200, r.text[:2000]
+    report = section(r.text, "koc-import")
+    assert "<b>4</b>" in report and "<b>2</b>" in report  # total 4, created 2
+    assert "<td>4</td><td>url</td>" in report.replace("\n", "").replace(" ", "")
+    db.rollback()
+    titles = set(db.scalars(select(KocNote.title)))
+    assert titles == {"好喝", "探店"}
+    assert {n.meta["source"] for n in db.scalars(select(KocNote))} == {"import"}
+    # no file: a clear message, nothing stored
+    r = client.post("/b/a-coffee/content/koc/import", data={"csrf_token": csrf(client)})
+    assert r.status_code == 422

@@ -462,23 +462,51 @@ class ImportReport:
             "rejected": self.rejected,
             "errors": self.errors,
             "ids": self.ids,
+            "dry_run": False,
         }
 
 
+# Column headers a file may use for each field (Chinese or English).
+HEADERS = {
+    "url": ("url", "link", "链接", "笔记链接"),
+    "title": ("title", "标题"),
+    "platform": ("platform", "平台"),
+    "summary": ("summary", "摘要"),
+    "customer_id": ("customer_id", "customer", "客户id", "客户 id"),
+    "author": ("author", "作者", "作者账号"),
+}
+
+
+def _mapped(raw: dict[str, Any]) -> dict[str, Any]:
+    """A file row with known headers renamed to the fields (unknown columns left to fail)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).strip()
+        field_name = next((f for f, alias in HEADERS.items() if name.lower() in alias), name)
+        out[field_name] = value
+    return out
+
+
 def import_notes(
-    db: Session, actor: Actor, brand: Brand, rows: list[dict[str, Any]], first_row: int = 2
+    db: Session,
+    actor: Actor,
+    brand: Brand,
+    rows: list[dict[str, Any]],
+    first_row: int = 2,
+    lines: list[int] | None = None,
 ) -> ImportReport:
     """Submit many notes (a file's rows: ``url``, ``title``, optional ``platform``,
-    ``summary``, ``customer_id``, ``author``). Each good row is stored; a bad row is reported
-    with its row number, field and reason; a post already there counts as a duplicate."""
+    ``summary``, ``customer_id``, ``author``; Chinese headers too). Each good row is stored;
+    a bad row is reported with its row number (``lines[i]``, else ``first_row + i``), field
+    and reason; a post already there counts as a duplicate."""
     authorize(actor, SUBMIT, _ref(brand))
     if len(rows) > MAX_IMPORT_ROWS:
         raise Invalid("content.koc_import_too_large", limit=MAX_IMPORT_ROWS)
     report = ImportReport(total=len(rows))
     seen: set[str] = set()
     for i, raw in enumerate(rows):
-        line = first_row + i
-        values = {k: v for k, v in raw.items() if v not in (None, "")}
+        line = lines[i] if lines is not None and i < len(lines) else first_row + i
+        values = {k: v for k, v in _mapped(raw).items() if v not in (None, "")}
         try:
             try:
                 data = KocNoteIn.model_validate(values)

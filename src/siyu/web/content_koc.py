@@ -23,8 +23,8 @@ from siyu.core.errors import FieldError, Invalid, SiyuError
 from siyu.core.money import parse_yuan
 from siyu.core.validation import parse
 from siyu.org.models import Brand
-from siyu.web.deps import Con, Console, Form, text_field
-from siyu.web.render import FormState, page, translator
+from siyu.web.deps import Con, Console, Form, text_field, upload_of
+from siyu.web.render import FormState, page, report_view, translator
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,6 +57,8 @@ def queue_page(
     q: str = "",
     code: int = 200,
     form: FormState | None = None,
+    report: dict[str, Any] | None = None,
+    import_error: str = "",
 ) -> Response:
     filters = {"status": status, "platform": platform, "q": q}
     error: SiyuError | None = None
@@ -81,6 +83,8 @@ def queue_page(
         authors=ugc.staff_names(con.db, notes),
         filters=FormState(values=filters),
         form=form or FormState(values={"platform": "xiaohongshu"}),
+        report=report,
+        import_error=import_error,
         error=_error(con, error),
         canonical=f"/b/{b.slug}/content/koc",
         **_options(con),
@@ -110,6 +114,30 @@ def submit(brand: str, con: Con, form: Form) -> Response:
         return queue_page(con, b, code=exc.status, form=state)
     query = urlencode({"done": "submitted"})
     return RedirectResponse(f"/b/{b.slug}/content/koc/{note.id}?{query}", status_code=303)
+
+
+@router.post("/b/{brand}/content/koc/import")
+def import_notes(brand: str, con: Con, form: Form) -> Response:
+    """Notes from a CSV or XLSX file (url, title, platform, summary, customer_id, author)."""
+    from pathlib import Path
+
+    from siyu.core.tabular import read_rows
+
+    b = con.brand(brand, ugc.SUBMIT)
+    try:
+        upload = upload_of(form)
+        if upload is None:
+            no_file = translator(con.locale)("ui.import.no_file")
+            return queue_page(con, b, code=422, import_error=no_file)
+        name, data = upload
+        read = list(read_rows(Path(name), data))
+        result = ugc.import_notes(
+            con.db, con.actor, b, [row for _, row in read], lines=[n for n, _ in read]
+        )
+    except SiyuError as exc:
+        con.db.rollback()
+        return queue_page(con, b, code=exc.status, import_error=exc.message(con.locale))
+    return queue_page(con, b, report=report_view(result.as_dict(), con.locale))
 
 
 # ---------------------------------------------------------------- one note
