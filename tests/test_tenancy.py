@@ -135,6 +135,42 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/brands/{brand}/outbox/{outbox}:retry"): {},
     ("POST", "/api/v1/brands/{brand}/outbox:retry"): {"json": {"ids": ["{outbox}"]}},
+    ("POST", "/api/v1/brands/{brand}/content/materials"): {
+        "json": {"kind": "text", "name": "probe", "body": {"text": "hi {{ nickname }}"}}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/materials:import"): {
+        "json": [{"kind": "text", "name": "probe", "body": {"text": "hi"}}]
+    },
+    ("PATCH", "/api/v1/brands/{brand}/content/materials/{material}"): {"json": {"name": "x"}},
+    ("POST", "/api/v1/brands/{brand}/content/folders"): {"json": {"name": "probe"}},
+    ("PUT", "/api/v1/brands/{brand}/content/settings"): {
+        "json": {"allowed_domains": ["mall.example.com"]}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/templates:check"): {"json": {"text": "hi"}},
+    ("POST", "/api/v1/brands/{brand}/content/preview"): {
+        "json": {"text": "hi {{ nickname }}", "customer_id": "{customer}"}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/links"): {
+        "json": {"target_url": "https://mall.example.com/x"}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/sops/{sop}:set-content"): {
+        "json": {"step": 0, "material_id": "{material}"}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes"): {
+        "json": {
+            "url": "https://www.xiaohongshu.com/explore/6650a1b2c3d4e5f6a7b8c9d1",
+            "title": "t",
+        }
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes:import"): {
+        "json": [{"url": "https://www.douyin.com/video/77", "title": "t"}]
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes/{note}:approve"): {
+        "json": {"reward_points": 10}
+    },
+    ("POST", "/api/v1/brands/{brand}/content/koc-notes/{note}:reject"): {
+        "json": {"reason": "probe"}
+    },
 }
 
 
@@ -220,9 +256,18 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     )
     db.add(outbox)
     db.commit()
+    material, link = _content_of(db, b)
+    from siyu.content import ugc
+
+    note = ugc.submit_note(
+        db, SYSTEM, b, ugc.KocNoteIn(url="https://weibo.com/b/1", title="b", customer_id=customer)
+    )
     return {
         "outbox": outbox.id,
         "channel": "webhook",
+        "note": note.id,
+        "material": material,
+        "code": link,
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",
@@ -235,6 +280,18 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
         "identity": identity,
         "review": review,
     }
+
+
+def _content_of(db: Session, b: Any) -> tuple[str, str]:
+    from siyu.content import actions as content_actions
+    from siyu.content.schemas import LinkIn, MaterialIn, SettingsIn
+
+    m = content_actions.create_material(
+        db, SYSTEM, b, MaterialIn(kind="text", name="b", body={"text": "b"})
+    )
+    content_actions.set_settings(db, SYSTEM, b, SettingsIn(allowed_domains=["b.example.com"]))
+    link = content_actions.create_link(db, SYSTEM, b, LinkIn(target_url="https://b.example.com/"))
+    return m.id, link.code
 
 
 def request(
@@ -279,7 +336,9 @@ def test_every_brand_route_hides_another_tenant_from_an_api_key(
         # then b-shop does not exist for it
         assert r.status_code == 404, (method, route, r.status_code, r.text)
         # and b-shop's resources are not reachable through a-coffee's path either
-        if re.search(r"\{(unit|staff|key|customer|review|tag|segment|sop|outbox)\}", route):
+        if re.search(
+            r"\{(unit|staff|key|customer|review|tag|segment|sop|outbox|material|code)\}", route
+        ):
             r = request(
                 client,
                 method,

@@ -608,3 +608,17 @@ def test_demo_wecom_setup_connects_syncs_and_creates_channel_codes(
         # setting up again over the same server (a re-run) creates no duplicates
         again = demo_wecom.setup(db, brand, FakeWeCom(), server.base_url)
         assert again["contacts_new"] == 0
+
+
+def test_cli_sync(db: Session, wired: Wired) -> None:
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app as cli
+
+    wired.fake.add_friend("aguide", name="CLI客户", welcome_code=False, wait=True)
+    db.rollback()
+    result = CliRunner().invoke(cli, ["wecom", "sync", "--brand", "a-coffee", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"contacts": 1' in result.output and '"contacts_new": 1' in result.output
+    bad = CliRunner().invoke(cli, ["wecom", "sync", "--brand", "b-shop"])
+    assert bad.exit_code != 0

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, channels, customers, ingest, org, sop, tags, wecom
+from siyu.cli import bench, channels, content, customers, ingest, org, sop, tags, wecom
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -48,6 +48,7 @@ app.add_typer(tags.value_app, name="value")
 app.add_typer(sop.app, name="sop")
 app.add_typer(wecom.app, name="wecom")
 app.add_typer(channels.app, name="channels")
+app.add_typer(content.app, name="content")
 app.command("worker")(ingest.worker)
 
 
@@ -126,8 +127,13 @@ def demo(
 ) -> None:
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
-    segments, enable three SOPs and plan today, and serve the console — with the local WeCom
+    segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
+    orders) and KOC notes (one approved and rewarded, showing the customers its channel code
+    brought), enable three SOPs and plan today, and serve the console — with the local WeCom
     server connected to the first brand and a worker (callbacks, real-time SOPs, outbox)."""
+    from siyu.core.money import format_fen
+    from siyu.demo import content as demo_content
+    from siyu.demo import koc as demo_koc
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -155,6 +161,17 @@ def demo(
             typer.echo(
                 f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"
                 + "".join(f"\n  tag {k} failed: {e}" for k, e in tagged["failed"].items())
+            )
+            made = demo_content.setup(db, b)
+            typer.echo(
+                f"  content: {made['materials']} materials, A/B test sent to "
+                f"{made['ab_sent']} customers, {made['clicks']} tracking-link clicks "
+                f"({made['ms']} ms)"
+            )
+            koc = demo_koc.setup(db, b)
+            typer.echo(
+                f"  koc: {koc['notes']} notes; the approved ones brought {koc['customers']} "
+                f"customers, {koc['orders']} orders, GMV {format_fen(koc['gmv_fen'])}"
             )
             planned = demo_sop.summary(demo_sop.setup(db, b))
             typer.echo(

@@ -1,4 +1,7 @@
-"""``siyu wecom …``: the local WeCom server (a test double) and a connectivity check.
+"""``siyu wecom …``: the local WeCom server (a test double), a connectivity check, and a
+brand's full sync.
+
+siyu wecom sync --brand demo-coffee
 
 siyu wecom fake --port 8030 --seed demo \\
     --callback-url http://127.0.0.1:8000/wecom/callback/demo-coffee
@@ -12,13 +15,13 @@ from typing import Annotated
 
 import typer
 
-from siyu.cli.common import handled
+from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session
 from siyu.wecom.fake_settings import FakeSettings
 
 _D = FakeSettings()  # the local server's defaults
 
 app = typer.Typer(
-    help="WeCom: the local WeCom server for tests and the demo; API checks.",
+    help="WeCom: the local WeCom server for tests and the demo; API checks; sync.",
     no_args_is_help=True,
 )
 
@@ -122,3 +125,26 @@ def ping(
         deps = client.list_departments()
         users = client.list_users() if deps else []
         typer.echo(f"ok: {len(deps)} departments, {len(users)} staff")
+
+
+@app.command("sync")
+@handled
+def sync_cmd(brand: BrandOpt, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Full sync of the brand's WeCom now: staff, corporate tags (both ways), contacts
+    (new ones through the inbox to OneID), groups."""
+    from siyu.cli.org import CLI
+    from siyu.org.queries import access_brand
+    from siyu.wecom import sync
+
+    with session(data_dir) as db:
+        b = access_brand(db, CLI, brand, "wecom.manage")
+        counts = sync.sync_brand(db, CLI, b)
+    if as_json:
+        emit(counts, True)
+        return
+    typer.echo(
+        f"{b.slug}: {counts['staff']} members ({len(counts['staff_unmapped'])} unmapped), "
+        f"{counts['contacts']} contacts ({counts['contacts_new']} new, "
+        f"{counts['contacts_gone']} gone), {counts['groups']} groups, "
+        f"{counts['tags_pushed']} tag pushes, in {counts['seconds']} s"
+    )

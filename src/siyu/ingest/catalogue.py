@@ -183,6 +183,22 @@ class ContentClicked(_Props):
     staff_userid: str | None = Field(default=None, max_length=64)
 
 
+class LinkClicked(_Props):
+    """A person's click on a tracking link (``siyu.content``; bots and previews excluded)."""
+
+    code: str = Field(min_length=1, max_length=16)
+    link_id: str = Field(min_length=1, max_length=26)
+    customer_id: str | None = Field(default=None, max_length=26)
+    touch_id: str | None = Field(default=None, max_length=26)
+    sop_id: str | None = Field(default=None, max_length=26)
+    content_id: str | None = Field(default=None, max_length=26)
+    version: int | None = Field(default=None, ge=1)
+    variant: str | None = Field(default=None, max_length=16)
+    channel: str | None = Field(default=None, max_length=40)
+    koc_note_id: str | None = Field(default=None, max_length=26)
+    url: str | None = Field(default=None, max_length=1000)
+
+
 # ---------------------------------------------------------------- the registry
 
 
@@ -246,6 +262,12 @@ CATALOGUE: dict[tuple[str, int], EventSpec] = dict(
             identity_lists=frozenset({"referrer", "referee"}),
         ),
         _spec("content_clicked", ContentClicked, "Content or tracking link clicked"),
+        _spec(
+            "link_clicked",
+            LinkClicked,
+            "Tracking link clicked (短链点击: customer, touch, content, variant)",
+            needs_identity=False,
+        ),
     ]
 )
 STANDARD_TYPES = frozenset(t for t, _ in CATALOGUE)

@@ -22,6 +22,7 @@ HERE = Path(__file__).parent
 def load_models() -> None:
     """Import every module that defines tables, so ``Base.metadata`` is complete."""
     import siyu.channels.models
+    import siyu.content.models
     import siyu.core.audit
     import siyu.customers.models
     import siyu.ingest.models

@@ -36,6 +36,8 @@ PERMISSIONS = (
     "sop.write",
     "wecom.manage",
     "channels.manage",
+    "content.write",
+    "content.submit",
 )
 
 _ALL = frozenset(PERMISSIONS)
@@ -48,8 +50,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "regional_manager": _READ | {"org.write", "staff.write", "customers.write"},
     "store_manager": _READ | {"staff.write", "customers.write"},
     "guide": _READ | {"customers.write"},
-    "community_operator": _READ | {"customers.write", "sop.write", "channels.manage"},
-    "content_operator": frozenset({"org.read"}),
+    "community_operator": _READ
+    | {"customers.write", "sop.write", "channels.manage", "content.submit"},
+    "content_operator": _READ | {"content.write", "content.submit"},
     "analyst": _READ | {"audit.read", "tags.write"},
 }
 

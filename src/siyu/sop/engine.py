@@ -91,6 +91,30 @@ def _share(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big") % 100
 
 
+def pick_variant(key: str, customer_id: str, step: int, weights: dict[str, int]) -> str:
+    """A touch's A/B/n variant for a customer: deterministic, shares follow the weights."""
+    total = sum(weights.values())
+    digest = hashlib.sha256(f"{key}|{customer_id}|{step}|variant".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % total
+    acc = 0
+    for name, weight in weights.items():
+        acc += weight
+        if bucket < acc:
+            return name
+    return next(iter(weights))
+
+
+def _step_content(sop: SopDef, e: Enr, i: int, step: dict[str, Any]) -> dict[str, Any]:
+    """The content a touch step sends this customer: its variant's, if it has variants."""
+    variants = step.get("variants") or []
+    if not variants:
+        return dict(step.get("content") or {})
+    weights = {str(v["name"]): int(v["weight"]) for v in variants}
+    name = pick_variant(sop.key, e.customer_id, i, weights)
+    chosen = next(v for v in variants if str(v["name"]) == name)
+    return {**dict(chosen.get("content") or {}), "variant": name}
+
+
 def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     zone = ZoneInfo(tz)
     start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
@@ -590,7 +614,7 @@ def _new_touch(w: World, sop: SopDef, e: Enr, i: int, step: dict[str, Any]) -> N
             info.owner,
         )
         expires = at + timedelta(hours=int(step.get("valid_hours", 48)))
-        body = dict(step.get("content") or {})
+        body = _step_content(sop, e, i, step)
         text = str(body.get("text") or body.get("title") or "")
         content: dict[str, Any] = {
             "task": "chat",
@@ -610,7 +634,7 @@ def _new_touch(w: World, sop: SopDef, e: Enr, i: int, step: dict[str, Any]) -> N
         sender = str(step.get("sender", "owner_guide"))
         # store_guide: the owner guide for now (no store-guide rota yet)
         guide = info.owner if sender != "brand" else None
-        content = dict(step.get("content") or {})
+        content = _step_content(sop, e, i, step)
     else:
         channel, kind, sender, guide = GUIDE_CHANNEL, "marketing", "owner_guide", info.owner
         due_hours = int(step.get("due_hours", 24))
@@ -1025,6 +1049,9 @@ def _write_chunk(db: Session, brand_id: str, touches: list[Tch], run_id: str | N
                             "guide_staff_id": t.guide_staff_id,
                             "sop_id": t.sop_id,
                             "kind": t.kind,
+                            "content_id": t.content.get("content_id"),
+                            "version": t.content.get("version"),
+                            "variant": t.content.get("variant"),
                         },
                         status="pending",
                         attempts=0,

@@ -25,8 +25,10 @@ Steps (``type``): ``wait`` (``days``/``hours``/``minutes``, or ``until`` a local
 ``condition``; ``then``/``else`` are step indexes, default: the next step), ``touch``
 (``channel``, ``content``, ``sender`` owner_guide | store_guide | brand, ``mode`` auto |
 confirm (a guide confirms before it goes), ``kind`` marketing | transactional,
-``valid_hours``), ``guide_task`` (``task`` call | visit | chat, ``title``, ``script``,
-``checklist``, ``due_hours``, ``automatable``), ``tag`` (``add``/``remove`` a manual tag
+``valid_hours``, optional A/B/n ``variants`` [{"name": "A", "weight": 50, "content": {…}},
+…] whose content replaces ``content``; a ``content`` may name a library material with
+``content_id`` and ``version``), ``guide_task`` (``task`` call | visit | chat, ``title``,
+``script``, ``checklist``, ``due_hours``, ``automatable``), ``tag`` (``add``/``remove`` a manual tag
 key), ``split`` (A/B: ``variants`` {"A": 50, "B": 50} → ``goto`` {"A": i, "B": j}), ``exit``.
 
 Audience (``kind``): ``segment`` (``segment`` key: members are enrolled when the SOP runs),
@@ -143,6 +145,14 @@ class Branch(_In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class TouchVariant(_In):
+    """One A/B/n variant of a touch: its share (weight) and its content."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]{1,16}$")
+    weight: int = Field(ge=1, le=100)
+    content: dict[str, Any] = Field(default_factory=dict)
+
+
 class TouchStep(_In):
     type: Literal["touch"]
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
@@ -151,6 +161,15 @@ class TouchStep(_In):
     mode: Literal["auto", "confirm"] = "auto"
     kind: Literal["marketing", "transactional"] = "marketing"
     valid_hours: int = Field(default=48, ge=1, le=24 * 60)
+    # A/B/n: each customer gets one variant's content (the first is the control).
+    variants: list[TouchVariant] | None = Field(default=None, min_length=2, max_length=5)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TouchStep:
+        names = [v.name for v in self.variants or []]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names are distinct")
+        return self
 
 
 class GuideTaskStep(_In):

@@ -29,6 +29,8 @@ from siyu.web import (
     apikeys,
     audit,
     channels,
+    content,
+    content_koc,
     customers,
     oneid,
     org,
@@ -148,6 +150,8 @@ def install(app: FastAPI) -> None:
         audit,
         workbench,
         wecom,
+        content_koc,
+        content,
     )
     for module in routers:
         app.include_router(module.router)

@@ -53,6 +53,7 @@ NAV = (
     ("sop", "/sops", "customers.read"),
     ("wecom", "/wecom", "wecom.manage"),
     ("channels", "/channels", "channels.manage"),
+    ("content", "/content", "customers.read"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),

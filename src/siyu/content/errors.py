@@ -1,0 +1,60 @@
+"""Error codes of the content domain (messages in ``core/locales``; tests assert codes).
+
+Materials and templates raise :class:`siyu.core.errors.Invalid` whose ``errors`` list every
+problem (code, field path such as ``body.attachments[2].url``, line for templates, reason);
+the top-level code is the first problem's. Lookups raise ``NotFound``.
+"""
+
+from __future__ import annotations
+
+CODES = (
+    "content.bad_attachments",
+    "content.bad_confidence",
+    "content.bad_domain",
+    "content.bad_fallback",
+    "content.bad_kind",
+    "content.bad_metric",
+    "content.bad_size",
+    "content.bad_url",
+    "content.bad_utm",
+    "content.bad_validity",
+    "content.bad_variants",
+    "content.bad_window",
+    "content.field_required",
+    "content.file_too_large",
+    "content.folder_not_found",
+    "content.image_too_large",
+    "content.link_code_exhausted",
+    "content.link_desc_too_long",
+    "content.link_not_found",
+    "content.link_title_too_long",
+    "content.material_archived",
+    "content.material_expired",
+    "content.material_not_found",
+    "content.material_not_yet_valid",
+    "content.material_read_only",
+    "content.miniprogram_appid_required",
+    "content.miniprogram_bad_appid",
+    "content.miniprogram_bad_page",
+    "content.miniprogram_page_required",
+    "content.miniprogram_title_too_long",
+    "content.no_agency",
+    "content.not_a_touch_step",
+    "content.not_text",
+    "content.preview_needs_text",
+    "content.redirect_refused",
+    "content.template_forbidden",
+    "content.template_forbidden_attribute",
+    "content.template_render_failed",
+    "content.template_syntax",
+    "content.template_too_long",
+    "content.template_unknown_filter",
+    "content.template_unknown_variable",
+    "content.template_unsafe",
+    "content.text_too_long",
+    "content.too_many_attachments",
+    "content.unknown_field",
+    "content.url_too_long",
+    "content.version_not_found",
+    "content.video_too_large",
+)
