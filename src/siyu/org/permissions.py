@@ -34,10 +34,12 @@ PERMISSIONS = (
     "tags.write",
     "segments.export",
     "sop.write",
+    "metrics.read",
+    "metrics.write",
 )
 
 _ALL = frozenset(PERMISSIONS)
-_READ = frozenset({"org.read", "customers.read"})
+_READ = frozenset({"org.read", "customers.read", "metrics.read"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": _ALL,
