@@ -21,6 +21,14 @@ from siyu.org.permissions import API_SCOPES
 from siyu.org.schemas import StaffIn, UnitIn
 from tests.factories import api_key, login
 
+CONTRACT: dict[str, Any] = {
+    "key": "probe-contract",
+    "name": "c",
+    "starts_on": "2026-07-01",
+    "ends_on": "2026-12-31",
+    "kpis": [{"kpi": "diversion_rate", "fail": 0, "normal": 0.05, "good": 0.2, "excess": 0.25}],
+}
+
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/events:batch"): {
         "json": {
@@ -110,6 +118,13 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "json": {"template": "welcome_journey", "key": "probe_welcome"}
     },
     ("PUT", "/api/v1/brands/{brand}/sop-policy"): {"json": {"guide_capacity": 30}},
+    ("POST", "/api/v1/brands/{brand}/contracts"): {"json": CONTRACT},
+    ("PUT", "/api/v1/brands/{brand}/contracts/{contract}"): {"json": CONTRACT},
+    ("DELETE", "/api/v1/brands/{brand}/contracts/{contract}"): {},
+    ("POST", "/api/v1/brands/{brand}/report-schedules"): {
+        "json": {"period": "weekly", "recipients": ["client@example.com"]}
+    },
+    ("DELETE", "/api/v1/brands/{brand}/report-schedules/{schedule}"): {},
 }
 
 
@@ -181,7 +196,21 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     )
     segments.create(db, SYSTEM, b, SegmentIn(key="b_seg", name="b", definition="tag_b_vip"))
     sop = sop_actions.create_from_template(db, SYSTEM, b, "welcome_journey")
+    from siyu.metrics import contract_store, reports
+
+    contract = contract_store.create_contract(
+        db, SYSTEM, b, contract_store.ContractIn.model_validate({**CONTRACT, "key": "b-contract"})
+    )
+    schedule = reports.create_schedule(
+        db,
+        SYSTEM,
+        b,
+        reports.ScheduleIn(period="weekly", recipients=["b@example.com"]),
+    )
     return {
+        "contract": contract.id,
+        "schedule": schedule.id,
+        "period": "weekly",
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, customers, ingest, org, sop, tags
+from siyu.cli import bench, customers, ingest, org, report, sop, tags
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -47,6 +47,7 @@ app.add_typer(tags.segments_app, name="segments")
 app.add_typer(tags.value_app, name="value")
 app.add_typer(sop.app, name="sop")
 app.command("worker")(ingest.worker)
+app.command("report")(report.report)
 
 
 @app.command("version")
