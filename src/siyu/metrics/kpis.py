@@ -211,6 +211,7 @@ def connect(
     from siyu.analytics import lake
 
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.register("ev", lake.dataset("events", dims.brand_id))

@@ -29,7 +29,7 @@ def _in(values: tuple[str, ...]) -> str:
 FRIEND_TYPES = (ADDED, *DELETED)
 PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
-FACTS = f"""
+FRIENDS = f"""
 fe AS MATERIALIZED (
   SELECT m.customer_id, e.event_type, e.occurred_at,
     CASE WHEN e.event_type = '{ADDED}'
@@ -48,7 +48,9 @@ fr AS (
     ON d.customer_id = a.customer_id AND d.event_type <> '{ADDED}'
    AND d.occurred_at >= a.added_at
   GROUP BY a.customer_id, a.added_at, a.channel_code
-),
+)"""  # noqa: S608 - constants of this module only
+
+_PERIOD = f"""
 pe AS MATERIALIZED (
   SELECT m.customer_id, e.event_type, e.occurred_at, e.properties
   FROM ev e JOIN idm m ON e.identity_key = m.identity_key
@@ -168,6 +170,7 @@ resp AS (
   FROM rcv r ASOF LEFT JOIN snt s
     ON r.customer_id = s.customer_id AND s.occurred_at >= r.occurred_at
 )"""  # noqa: S608 - constants of this module only
+FACTS = FRIENDS + "," + _PERIOD
 
 # per group: column → SQL aggregate over pc
 SUMS = (
