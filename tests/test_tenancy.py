@@ -125,6 +125,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "json": {"period": "weekly", "recipients": ["client@example.com"]}
     },
     ("DELETE", "/api/v1/brands/{brand}/report-schedules/{schedule}"): {},
+    ("PUT", "/api/v1/brands/{brand}/metrics/channel-codes/{code}"): {
+        "json": {"name": "门店海报", "cost_per_customer_fen": 150}
+    },
 }
 
 
@@ -211,6 +214,8 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
         "contract": contract.id,
         "schedule": schedule.id,
         "period": "weekly",
+        "kpi": "gmv",
+        "code": "store_poster",
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",

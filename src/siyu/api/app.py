@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import contracts, customers, ingest, org, sop, tags
+from siyu.api import contracts, customers, ingest, metrics, org, sop, tags
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -38,3 +38,4 @@ def install(app: FastAPI) -> None:
     app.include_router(tags.router, prefix=PREFIX)
     app.include_router(sop.router, prefix=PREFIX)
     app.include_router(contracts.router, prefix=PREFIX)
+    app.include_router(metrics.router, prefix=PREFIX)
