@@ -115,20 +115,37 @@ class Window:
         )
         silent_from = e - timedelta(days=self.params.silent_days)
         as_of = self.as_of.astimezone(UTC)
+        lo_day = min(self.start, silent_from.astimezone(zone).date())
+        value_from_day = self.end - timedelta(days=self.params.value_days - 1)
+
+        def midnight(day: date) -> datetime:
+            return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+
         return {
             "s": s,
             "e": e,
             "start_day": self.start,
             "end_day": self.end,
             "reply_day": self.end + timedelta(days=1 + self.params.response_within_hours // 24),
-            "value_from_day": self.end - timedelta(days=self.params.value_days - 1),
-            "lo_day": min(self.start, silent_from.astimezone(zone).date()),
+            "value_from_day": value_from_day,
+            "value_from": midnight(value_from_day),
+            "orders_from_day": min(self.start, value_from_day),
+            "lo_day": lo_day,
+            "lo": midnight(lo_day),
             "silent_from": silent_from,
             "asof": as_of,
             "asof_day": as_of.astimezone(zone).date() + timedelta(days=1),
             "retention_days": self.params.retention_days,
             "within_hours": self.params.response_within_hours,
         }
+
+
+def used(text: str, bind: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``text`` names (DuckDB refuses parameters a statement does not use)."""
+    import re
+
+    names = set(re.findall(r"\$([a-z_]+)", text))
+    return {k: v for k, v in bind.items() if k in names}
 
 
 def check_period(start: date, end: date) -> None:
@@ -208,14 +225,14 @@ def connect(
     import duckdb
     import pyarrow as pa
 
-    from siyu.analytics import lake
+    from siyu.metrics import lakeview
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    con.register("ev", lake.dataset("events", dims.brand_id))
-    con.register("od", lake.dataset("orders", dims.brand_id))
+    lakeview.register(con, "ev", "events", dims.brand_id)
+    lakeview.register(con, "od", "orders", dims.brand_id)
     con.register("dim", dims.customers)
     con.register("idm", dims.idmap)
     costs = costs or {}
@@ -296,9 +313,8 @@ def compute(
     window = Window(start, end, dims.tz, params, as_of)
     con = connect(dims, costs, sopm, threads)
     try:
-        result: pa.Table = con.execute(
-            sql.overview_sql(group_by), window.bind()
-        ).fetch_arrow_table()
+        text = sql.overview_sql(group_by)
+        result: pa.Table = con.execute(text, used(text, window.bind())).fetch_arrow_table()
     finally:
         con.close()
     labels = dims.labels.get(group_by or "", {})
@@ -416,7 +432,8 @@ def customer_ids_behind(
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
     con = connect(dims, costs, sopm, threads)
     try:
-        got = con.execute(sql.drill_sql(group_by, _condition(kpi, side)), bind).fetchall()
+        text = sql.drill_sql(group_by, _condition(kpi, side))
+        got = con.execute(text, used(text, bind)).fetchall()
     finally:
         con.close()
     total = int(got[0][1]) if got else 0

@@ -50,12 +50,46 @@ fr AS (
   GROUP BY a.customer_id, a.added_at, a.channel_code
 )"""  # noqa: S608 - constants of this module only
 
-_PERIOD = f"""
-pe AS MATERIALIZED (
-  SELECT m.customer_id, e.event_type, e.occurred_at, e.properties
+GROUP_TYPES = ("group_joined", "group_left")
+ALWAYS = (*FRIEND_TYPES, *GROUP_TYPES)  # read over the whole history
+WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
+
+# The overview reads the events twice — friendship and group facts over the whole history,
+# everything else only from the days its windows need (whole day partitions are skipped) —
+# and the orders once, each joined to the identity map once, with the one JSON property a
+# type needs parsed on the way (add → channel code, group join → chat id, survey → CSAT).
+_SCANS = f"""
+ex AS MATERIALIZED (
+  SELECT m.customer_id, e.event_type, e.occurred_at,
+    CASE e.event_type
+      WHEN '{ADDED}' THEN json_extract_string(e.properties, '$.state')
+      WHEN 'group_joined' THEN json_extract_string(e.properties, '$.chat_id')
+    END AS prop
   FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type IN ({_in(PERIOD_TYPES)})
-    AND e.dt BETWEEN $lo_day AND $end_day AND e.occurred_at < $e
+  WHERE e.event_type IN ({_in(ALWAYS)}) AND e.dt <= $asof_day AND e.occurred_at < $asof
+  UNION ALL
+  SELECT m.customer_id, e.event_type, e.occurred_at,
+    CASE WHEN e.event_type = 'survey_answered'
+      THEN json_extract_string(e.properties, '$.csat') END AS prop
+  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
+  WHERE e.event_type IN ({_in(tuple(t for t in WINDOWED if t not in ALWAYS))})
+    AND e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_at < $asof
+),
+fe AS (
+  SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
+  WHERE event_type IN ({_in(FRIEND_TYPES)})
+),
+adds AS (
+  SELECT customer_id, min(occurred_at) AS added_at,
+    arg_min(state, occurred_at) AS channel_code
+  FROM fe WHERE event_type = '{ADDED}' GROUP BY customer_id
+),
+fr AS (
+  SELECT a.customer_id, a.added_at, a.channel_code, min(d.occurred_at) AS deleted_at
+  FROM adds a LEFT JOIN fe d
+    ON d.customer_id = a.customer_id AND d.event_type <> '{ADDED}'
+   AND d.occurred_at >= a.added_at
+  GROUP BY a.customer_id, a.added_at, a.channel_code
 ),
 pf AS (
   SELECT customer_id,
@@ -64,42 +98,42 @@ pf AS (
     count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
                      AND occurred_at >= $s) AS n_int,
     count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s) AS n_msg,
-    sum(TRY_CAST(json_extract_string(properties, '$.csat') AS INTEGER))
+    sum(TRY_CAST(prop AS INTEGER))
       FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s) AS csat_sum,
-    count(TRY_CAST(json_extract_string(properties, '$.csat') AS INTEGER))
+    count(TRY_CAST(prop AS INTEGER))
       FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s) AS csat_n,
     count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s) AS n_ref
-  FROM pe GROUP BY customer_id
+  FROM ex
+  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo AND occurred_at < $e
+  GROUP BY customer_id
 ),
-po AS (
-  SELECT m.customer_id, o.occurred_at, o.paid_fen
+ox AS MATERIALIZED (
+  SELECT m.customer_id, o.kind, o.occurred_at, o.paid_fen, o.refund_fen
   FROM od o JOIN idm m ON o.identity_key = m.identity_key
-  WHERE o.kind = 'paid' AND o.dt BETWEEN $start_day AND $end_day
-    AND o.occurred_at >= $s AND o.occurred_at < $e
+  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_at < $e
 ),
 ordf AS (
-  SELECT po.customer_id, sum(po.paid_fen) AS gmv, count(*) AS n_orders
-  FROM po JOIN fr ON po.customer_id = fr.customer_id
-  WHERE fr.added_at <= po.occurred_at
-    AND (fr.deleted_at IS NULL OR fr.deleted_at > po.occurred_at)
-  GROUP BY po.customer_id
+  SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
+  FROM ox JOIN fr ON ox.customer_id = fr.customer_id
+  WHERE ox.kind = 'paid' AND ox.occurred_at >= $s
+    AND fr.added_at <= ox.occurred_at
+    AND (fr.deleted_at IS NULL OR fr.deleted_at > ox.occurred_at)
+  GROUP BY ox.customer_id
 ),
 ge AS (
-  SELECT m.customer_id,
-    max(e.occurred_at) FILTER (WHERE e.event_type = 'group_joined') AS last_join,
-    max(e.occurred_at) FILTER (WHERE e.event_type = 'group_left') AS last_left
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type IN ('group_joined', 'group_left')
-    AND e.dt <= $end_day AND e.occurred_at < $e
-  GROUP BY m.customer_id
+  SELECT customer_id,
+    max(occurred_at) FILTER (WHERE event_type = 'group_joined') AS last_join,
+    max(occurred_at) FILTER (WHERE event_type = 'group_left') AS last_left
+  FROM ex
+  WHERE event_type IN ({_in(GROUP_TYPES)}) AND occurred_at < $e
+  GROUP BY customer_id
 ),
 val AS (
-  SELECT m.customer_id,
-    sum(CASE WHEN o.kind = 'paid' THEN o.paid_fen ELSE 0 END)
-    - sum(CASE WHEN o.kind = 'refunded' THEN coalesce(o.refund_fen, 0) ELSE 0 END) AS net
-  FROM od o JOIN idm m ON o.identity_key = m.identity_key
-  WHERE o.dt BETWEEN $value_from_day AND $end_day AND o.occurred_at < $e
-  GROUP BY m.customer_id
+  SELECT customer_id,
+    sum(CASE WHEN kind = 'paid' THEN paid_fen ELSE 0 END)
+    - sum(CASE WHEN kind = 'refunded' THEN coalesce(refund_fen, 0) ELSE 0 END) AS net
+  FROM ox WHERE occurred_at >= $value_from
+  GROUP BY customer_id
 ),
 mem AS (
   SELECT DISTINCT customer_id FROM idm WHERE starts_with(identity_key, 'member_no:')
@@ -154,13 +188,12 @@ pc AS (
   LEFT JOIN cost c ON c.code = fr.channel_code
 ),
 snt AS (
-  SELECT m.customer_id, e.occurred_at
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type = 'message_sent' AND e.dt BETWEEN $start_day AND $reply_day
+  SELECT customer_id, occurred_at FROM ex
+  WHERE event_type = 'message_sent' AND occurred_at >= $s
 ),
 rcv AS (
-  SELECT customer_id, occurred_at FROM pe
-  WHERE event_type = 'message_received' AND occurred_at >= $s
+  SELECT customer_id, occurred_at FROM ex
+  WHERE event_type = 'message_received' AND occurred_at >= $s AND occurred_at < $e
 ),
 resp AS (
   SELECT r.customer_id,
@@ -170,7 +203,7 @@ resp AS (
   FROM rcv r ASOF LEFT JOIN snt s
     ON r.customer_id = s.customer_id AND s.occurred_at >= r.occurred_at
 )"""  # noqa: S608 - constants of this module only
-FACTS = FRIENDS + "," + _PERIOD
+FACTS = _SCANS
 
 # per group: column → SQL aggregate over pc
 SUMS = (
@@ -226,9 +259,8 @@ def grouping(group_by: str | None) -> str:
         return "grp AS (SELECT customer_id, coalesce(channel_code, '(none)') AS g FROM pc)"
     if group_by == "group":
         members = """
-  SELECT DISTINCT m.customer_id, json_extract_string(e.properties, '$.chat_id') AS g
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type = 'group_joined' AND e.dt <= $end_day AND e.occurred_at < $e"""
+  SELECT DISTINCT customer_id, prop AS g
+  FROM ex WHERE event_type = 'group_joined' AND occurred_at < $e"""
     elif group_by == "sop":
         members = "SELECT DISTINCT customer_id, sop_id AS g FROM sopm"
     else:
