@@ -51,6 +51,7 @@ NAV = (
     ("tags", "/tags", "customers.read"),
     ("segments", "/segments", "customers.read"),
     ("sop", "/sops", "customers.read"),
+    ("metrics", "/metrics", "metrics.read"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),
