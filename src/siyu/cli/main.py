@@ -123,6 +123,7 @@ def demo(
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
     segments, enable three SOPs and plan today, and serve the console."""
+    from siyu.demo import metrics as demo_metrics
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -146,6 +147,8 @@ def demo(
                     f"there, {r['rejected']} rejected ({r['seconds']} s)"
                 )
             b = queries.access_brand(db, org.CLI, brand.shape.slug)
+            codes = demo_metrics.setup(db, b, brand.shape)
+            typer.echo(f"  channel codes: {codes} with their cost per customer")
             tagged = demo_tags.summary(demo_tags.setup(db, b))
             typer.echo(
                 f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"

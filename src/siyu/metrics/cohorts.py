@@ -245,14 +245,11 @@ def channel_value(
     if by not in BYS:
         raise MetricsInvalid("metrics.bad_dimension", by=by, allowed=", ".join(BYS))
     dims = dim_scope.load(db, actor, brand)
+    names: dict[str, str] = {}
+    costs = channel_costs(db, brand.id, names)
+    dims.labels["channel_code"] = names
     return channel_value_on(
-        dims,
-        start=start,
-        end=end,
-        by=by,
-        value_days=value_days,
-        as_of=as_of,
-        costs=channel_costs(db, brand.id),
+        dims, start=start, end=end, by=by, value_days=value_days, as_of=as_of, costs=costs
     )
 
 

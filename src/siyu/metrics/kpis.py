@@ -171,18 +171,26 @@ def check_kpis(kpis: list[str] | None) -> list[str]:
     return list(dict.fromkeys(kpis))
 
 
-def channel_costs(db: Session, brand_id: str) -> dict[str, int]:
-    """Channel code → cost per acquired customer (fen) (``metrics_channel_codes``)."""
+def channel_costs(
+    db: Session, brand_id: str, names: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Channel code → cost per acquired customer (fen) (``metrics_channel_codes``); fills
+    ``names`` (code → display name) when given."""
     from sqlalchemy import select
 
     from siyu.metrics.models import ChannelCode
 
     rows = db.execute(
-        select(ChannelCode.code, ChannelCode.cost_per_customer_fen).where(
+        select(ChannelCode.code, ChannelCode.cost_per_customer_fen, ChannelCode.name).where(
             ChannelCode.brand_id == brand_id
         )
     )
-    return {code: int(cost or 0) for code, cost in rows}
+    out = {}
+    for code, cost, name in rows:
+        out[code] = int(cost or 0)
+        if names is not None and name:
+            names[code] = name
+    return out
 
 
 def sop_members(db: Session, brand_id: str, before: datetime) -> tuple[Any, dict[str, str]]:
@@ -363,8 +371,10 @@ def compute_kpis(
     sopm = None
     if group_by == "sop":
         before = Window(start, end, brand.timezone, Params(), datetime.now(UTC)).bind()["e"]
-        sopm, names = sop_members(db, brand.id, before)
-        dims.labels["sop"] = names
+        sopm, dims.labels["sop"] = sop_members(db, brand.id, before)
+    code_names: dict[str, str] = {}
+    costs = channel_costs(db, brand.id, code_names)
+    dims.labels["channel_code"] = code_names
     return compute(
         dims,
         start=start,
@@ -373,7 +383,7 @@ def compute_kpis(
         kpis=kpis,
         params=params,
         as_of=as_of,
-        costs=channel_costs(db, brand.id),
+        costs=costs,
         sopm=sopm,
     )
 
