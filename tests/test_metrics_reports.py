@@ -332,3 +332,33 @@ def test_scheduled_weekly_report_is_mailed_once(
     assert len(smtp.envelopes) == 2
     reports.delete_schedule(db, SYSTEM, story, schedule.id)
     assert reports.list_schedules(db, SYSTEM, story) == []
+
+
+def test_contract_status_and_reports_over_http(client: Any, db: Session, story: Any) -> None:  # noqa: F811
+    import openpyxl
+
+    from tests.factories import api_key
+
+    contract(db, story)
+    h = {"Authorization": f"Bearer {api_key(db, 'a-coffee', 'metrics.read')}"}
+    base = "/api/v1/brands/a-coffee"
+    r = client.get(f"{base}/contracts/nov/status?end=2026-11-08", headers=h)
+    assert r.status_code == 200, r.text
+    got = {s["kpi"]: s for s in r.json()}
+    # 11-01 … 11-08: B and C diverted (2), against lines halved by the shortfall (1 / 2 / 3)
+    assert got["diverted_customers"]["value"] == 2 and got["diverted_customers"]["line"] == "good"
+    assert got["diverted_customers"]["lines"]["good"] == 4  # as contracted
+    assert got["diverted_customers"]["effective"]["good"] == 2  # as judged
+    assert got["gmv"]["value"] == 20000 and got["gmv"]["line"] == "good"
+    r = client.get(f"{base}/reports/weekly?format=xlsx&day=2026-11-04", headers=h)
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == (
+        'attachment; filename="a-coffee-weekly-2026-11-02.xlsx"'
+    )
+    assert openpyxl.load_workbook(io.BytesIO(r.content)).sheetnames == list(SHEETS)
+    html = client.get(f"{base}/reports/monthly?format=html&day=2026-11-04&lang=en", headers=h)
+    assert html.status_code == 200 and "Monthly report" in html.text
+    assert "¥350.00" in html.text  # November's GMV: 35,000 fen (the KPI tests' hand count)
+    if not reports.pdf_available():
+        pdf = client.get(f"{base}/reports/weekly?format=pdf", headers=h)
+        assert pdf.status_code == 422 and pdf.json()["code"] == "metrics.pdf_unavailable"

@@ -210,7 +210,7 @@ def build(
     one), as ``actor`` may see them (``metrics.read``; their data scope)."""
     from siyu.metrics import kpis as kpi_engine
     from siyu.metrics import scope as dim_scope
-    from siyu.metrics.definitions import KPI_KEYS
+    from siyu.metrics.definitions import KPI_KEYS, NONE_KEY
 
     authorize(actor, store.READ, org_queries.brand_ref(brand))
     if period not in PERIODS:
@@ -240,7 +240,8 @@ def build(
     headline = list(HEADLINE)
     stores = _groups(table(start, end, "store", headline))
     guides = _groups(table(start, end, "guide", headline))
-    sops = _groups(table(start, end, "sop", headline))
+    # customers in no SOP are the "(none)" group: not an SOP result
+    sops = [g for g in _groups(table(start, end, "sop", headline)) if g.group != NONE_KEY]
     trend = []
     s = start
     points: list[tuple[date, date]] = []

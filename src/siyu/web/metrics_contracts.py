@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from siyu.core.errors import Invalid, SiyuError
+from siyu.core.i18n import translate
 from siyu.core.validation import parse
 from siyu.metrics import contract_store as store
 from siyu.metrics.report_html import fmt
@@ -60,9 +61,9 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def band_chart(s: store.KpiStatusOut, name: str, unit: str) -> dict[str, Any]:
+def band_chart(s: store.KpiStatusOut, labels: dict[str, str], unit: str) -> dict[str, Any]:
     """ECharts option: the four lines as coloured bands (worst on the left; a lower-is-better
-    KPI's axis runs backwards) with the actual value as a bar on them."""
+    KPI's axis runs backwards) and the actual value as a marker line on them."""
     e = s.effective
     scale = 100.0 if unit == "ratio" else (0.01 if unit == "fen" else 1.0)
     lo, hi = min(e.values()), max(e.values())
@@ -82,32 +83,39 @@ def band_chart(s: store.KpiStatusOut, name: str, unit: str) -> dict[str, Any]:
             {
                 "xAxis": round(a * scale, 4),
                 "itemStyle": {"color": BAND_COLOURS[line]},
-                "name": line,
+                "name": labels.get(line, line),
             },
             {"xAxis": round(b * scale, 4)},
         ]
         for line, a, b in edges
     ]
     value = None if s.value is None else round(s.value * scale, 4)
+    series: dict[str, Any] = {
+        "type": "scatter",
+        "data": [] if value is None else [[value, 0]],
+        "symbolSize": 10,
+        "itemStyle": {"color": "#1d2430"},
+        "markArea": {"silent": True, "label": {"position": "top"}, "data": areas},
+    }
+    if value is not None:
+        series["markLine"] = {
+            "silent": True,
+            "symbol": "none",
+            "lineStyle": {"color": "#1d2430", "width": 2, "type": "solid"},
+            "label": {"formatter": str(value), "position": "end"},
+            "data": [{"xAxis": value}],
+        }
     return {
-        "grid": {"left": 10, "right": 20, "top": 24, "bottom": 24, "containLabel": True},
+        "grid": {"left": 10, "right": 30, "top": 24, "bottom": 24, "containLabel": True},
         "xAxis": {
             "type": "value",
-            "min": round(min(lo - pad if higher else lo, top) * scale, 4),
+            "min": round(min(lo, top) * scale, 4),
             "max": round(max(hi, top) * scale, 4),
             "inverse": not higher,
+            "splitLine": {"show": False},
         },
-        "yAxis": {"type": "category", "data": [name], "axisLabel": {"show": False}},
-        "series": [
-            {
-                "type": "bar",
-                "data": [value],
-                "barWidth": 12,
-                "itemStyle": {"color": "#1d2430"},
-                "label": {"show": value is not None, "position": "right"},
-                "markArea": {"silent": True, "label": {"position": "top"}, "data": areas},
-            }
-        ],
+        "yAxis": {"type": "value", "show": False, "min": -1, "max": 1},
+        "series": [series],
     }
 
 
@@ -183,12 +191,11 @@ def detail_page(
     contract = store.show_contract(con.db, con.actor, b, key)
     meta = _kpi_meta(con.locale)
     statuses = reports.contract_status(con.db, con.actor, b, contract.key)
-    charts = {
-        s.kpi: band_chart(
-            s, meta.get(s.kpi, {}).get("name", s.kpi), meta.get(s.kpi, {}).get("unit", "")
-        )
-        for s in statuses
+    labels = {
+        line: translate(f"ui.report.status.{line}", con.locale)
+        for line in ("fail", "normal", "good", "excess")
     }
+    charts = {s.kpi: band_chart(s, labels, meta.get(s.kpi, {}).get("unit", "")) for s in statuses}
     p = period_of(b, "", "")
     to_date = Period(contract.starts_on, max(contract.starts_on, min(contract.ends_on, p.end)))
     return page(
