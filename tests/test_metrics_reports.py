@@ -362,3 +362,23 @@ def test_contract_status_and_reports_over_http(client: Any, db: Session, story: 
     if not reports.pdf_available():
         pdf = client.get(f"{base}/reports/weekly?format=pdf", headers=h)
         assert pdf.status_code == 422 and pdf.json()["code"] == "metrics.pdf_unavailable"
+
+
+def test_notable_sop_results_carry_the_effect_over_the_holdout(db: Session, world: Any) -> None:
+    import openpyxl
+
+    from tests.test_metrics_attribution import world_with_sop
+
+    brand, _ = world_with_sop(db, uplift=True)
+    built = reports.build(db, SYSTEM, brand, "monthly", date(2026, 11, 20), "en")
+    (effect,) = built.effects
+    assert effect.sop == "nudge" and effect.treated + effect.holdout == 400
+    assert 150 < effect.holdout < 250  # the SOP keeps a 50% holdout
+    # the SOP works in this world: the conversion lift's interval lies above zero
+    assert effect.conversion_low is not None and effect.conversion_low > 0
+    assert effect.significant
+    wb = openpyxl.load_workbook(io.BytesIO(reports.render(built, "xlsx")[0]))
+    cells = [c for row in wb["SOPs"].iter_rows(values_only=True) for c in row]
+    assert "SOP effect over the holdout" in cells and "唤醒" in cells
+    html = reports.render(built, "html")[0].decode()
+    assert 'data-sop="nudge"' in html and "significant" in html

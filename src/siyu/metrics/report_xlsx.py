@@ -78,6 +78,42 @@ def _groups(ws: Any, report: Report, groups: list[GroupFigure], what: str) -> No
             _put(ws, r, i, g.values.get(key), report.kpi_unit(key))
 
 
+def _effects(ws: Any, report: Report, top: int) -> None:
+    """Each SOP's effect over its holdout, under the SOP table."""
+    from openpyxl.styles import Font
+
+    ws.cell(row=top, column=1, value=report.t("effect")).font = Font(bold=True)
+    heads = [
+        "sop",
+        "treated",
+        "holdout",
+        "conversion_treated",
+        "conversion_holdout",
+        "lift",
+        "ci_low",
+        "ci_high",
+        "gmv_lift",
+        "gmv_ci_low",
+        "gmv_ci_high",
+    ]
+    for i, key in enumerate(heads, start=1):
+        ws.cell(row=top + 1, column=i, value=report.t(key)).font = Font(bold=True)
+    for r, e in enumerate(report.effects, start=top + 2):
+        _put(ws, r, 1, e.name)
+        _put(ws, r, 2, e.treated, "count")
+        _put(ws, r, 3, e.holdout, "count")
+        for i, v in enumerate(
+            (e.conversion_treated, e.conversion_holdout, e.conversion_diff),
+            start=4,
+        ):
+            _put(ws, r, i, v, "ratio")
+        _put(ws, r, 7, e.conversion_low, "ratio")
+        _put(ws, r, 8, e.conversion_high, "ratio")
+        _put(ws, r, 9, e.gmv_diff, "fen")
+        _put(ws, r, 10, e.gmv_low, "fen")
+        _put(ws, r, 11, e.gmv_high, "fen")
+
+
 def render(report: Report) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -168,7 +204,9 @@ def render(report: Report) -> bytes:
 
     _groups(wb.create_sheet("Stores"), report, report.stores, "store")
     _groups(wb.create_sheet("Guides"), report, report.guides, "guide")
-    _groups(wb.create_sheet("SOPs"), report, report.sops, "sop")
+    ws = wb.create_sheet("SOPs")
+    _groups(ws, report, report.sops, "sop")
+    _effects(ws, report, len(report.sops) + 3)
 
     ws = wb.create_sheet("Trend")
     _header(ws, [report.t("from"), report.t("to")] + [report.kpi_name(k) for k in report.headline])

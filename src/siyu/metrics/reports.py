@@ -127,6 +127,32 @@ class GroupFigure:
 
 
 @dataclass
+class EffectFigure:
+    """An SOP's effect over its holdout (``attribution.sop_effect``): conversion (share of
+    enrolments with an order within the window) and GMV per enrolment, treated minus holdout,
+    with the confidence interval."""
+
+    sop: str
+    name: str
+    treated: int
+    holdout: int
+    conversion_treated: float | None
+    conversion_holdout: float | None
+    conversion_diff: float | None
+    conversion_low: float | None
+    conversion_high: float | None
+    gmv_diff: float | None
+    gmv_low: float | None
+    gmv_high: float | None
+
+    @property
+    def significant(self) -> bool:
+        """The conversion interval excludes zero."""
+        low, high = self.conversion_low, self.conversion_high
+        return low is not None and high is not None and (low > 0 or high < 0)
+
+
+@dataclass
 class TrendPoint:
     label: str
     start: date
@@ -154,6 +180,7 @@ class Report:
     contract: store.ContractOut | None = None
     contract_end: date | None = None
     statuses: list[store.KpiStatusOut] = field(default_factory=list)
+    effects: list[EffectFigure] = field(default_factory=list)
 
     @property
     def headline(self) -> tuple[str, ...]:
@@ -272,12 +299,53 @@ def build(
     )
     for f in report.kpis:
         f.name, f.unit = report.kpi_name(f.key), report.kpi_unit(f.key)
+    report.effects = _effects(db, actor, brand, end, dims)
     contract = store.contract_for(db, actor, brand, end)
     if contract is not None:
         to = min(end, contract.ends_on)
         report.contract, report.contract_end = contract, to
         report.statuses = _status(db, actor, brand, contract, contract.starts_on, to, dims)
     return report
+
+
+EFFECT_WINDOW_DAYS = 14
+
+
+def _effects(db: Session, actor: Actor, brand: Brand, end: date, dims: Any) -> list[EffectFigure]:
+    """The effect of each enabled SOP that keeps a holdout, as of the period's end."""
+    from siyu.metrics import attribution
+    from siyu.sop.models import Sop
+
+    zone = ZoneInfo(brand.timezone)
+    as_of = datetime.combine(end + timedelta(days=1), time(0, 0), zone).astimezone(UTC)
+    sops = db.scalars(
+        select(Sop)
+        .where(Sop.brand_id == brand.id, Sop.status == "enabled", Sop.holdout_pct > 0)
+        .order_by(Sop.priority.desc(), Sop.key)
+    )
+    out = []
+    for sop in sops:
+        e = attribution.sop_effect(
+            db, actor, brand, sop.id, window_days=EFFECT_WINDOW_DAYS, as_of=as_of, dims=dims
+        )
+        c, g = e.conversion, e.gmv
+        out.append(
+            EffectFigure(
+                sop=sop.key,
+                name=sop.name,
+                treated=e.treated,
+                holdout=e.holdout,
+                conversion_treated=e.conversion_treated,
+                conversion_holdout=e.conversion_holdout,
+                conversion_diff=c.diff if c else None,
+                conversion_low=c.low if c else None,
+                conversion_high=c.high if c else None,
+                gmv_diff=g.diff if g else None,
+                gmv_low=g.low if g else None,
+                gmv_high=g.high if g else None,
+            )
+        )
+    return out
 
 
 def _status(
