@@ -171,3 +171,22 @@ def test_contracts_in_the_console(client: Any, db: Session, story: Any) -> None:
     r = client.post(f"{B}/contracts/nov/delete", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303
     assert client.get(f"{B}/contracts/nov").status_code == 404
+
+
+def test_a_brand_without_data_renders_every_page(client: Any, db: Session, world: Any) -> None:
+    from datetime import date
+
+    from siyu.core.tenancy import SYSTEM
+    from siyu.metrics import reports
+    from siyu.org.queries import access_brand
+
+    built = reports.build(
+        db, SYSTEM, access_brand(db, SYSTEM, "b-shop"), "weekly", date(2026, 11, 4)
+    )
+    assert (built.kpis and built.stores == []) or all(g.customers == 0 for g in built.stores)
+    assert reports.render(built, "xlsx")[0] and reports.render(built, "html")[0]
+    login(client, "b.admin")
+    for path in ("", "/drill", "/leaderboard", "/cohorts", "/channels", "/contracts", "/reports"):
+        r = client.get(f"/b/b-shop/metrics{path}")
+        assert r.status_code == 200, path
+    assert behind(client.get("/b/b-shop/metrics/customers").text) == 0
