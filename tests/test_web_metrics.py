@@ -150,6 +150,31 @@ def test_contracts_in_the_console(client: Any, db: Session, story: Any) -> None:
     assert 'data-factor="0.5"' in page
     overview = client.get(f"{B}?{NOV}").text
     assert 'data-line="excess"' in overview
+    # the lines form: rates typed in percent, a KPI added, a mistake kept on screen
+    form = {
+        "csrf_token": token,
+        "kpi_0": "diversion_rate", "direction_0": "higher",
+        "fail_0": "0", "normal_0": "5", "good_0": "20", "excess_0": "80",
+        "kpi_1": "diverted_customers", "direction_1": "higher",
+        "fail_1": "0", "normal_1": "2", "good_1": "4", "excess_1": "6",
+        "kpi_new": "gmv", "fail_new": "0", "normal_new": "100", "good_new": "300",
+        "excess_new": "200",
+    }  # fmt: skip
+    r = client.post(f"{B}/contracts/nov/lines", data=form)
+    assert r.status_code == 422 and 'data-code="metrics.lines_not_monotonic"' in r.text
+    assert '<tr data-kpi="gmv" class="has-error">' in r.text
+    assert 'name="excess_2" value="200"' in r.text  # what was typed stays
+    form["excess_new"] = "500"
+    r = client.post(f"{B}/contracts/nov/lines", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    saved = {k["kpi"]: k for k in store_json(client, token)["kpis"]}
+    assert saved["diversion_rate"]["good"] == 0.2 and saved["diversion_rate"]["excess"] == 0.8
+    assert saved["gmv"]["good"] == 30000 and saved["gmv"]["kind"] == "amount"  # ¥300 in fen
+    page = client.get(f"{B}/contracts/nov").text
+    # 75% sits between 20% and 80% now: good; GMV ¥350 (35,000 fen) beyond the halved
+    # excess line (¥250): excess
+    assert re.search(r'data-kpi="diversion_rate" data-line="good"', page)
+    assert re.search(r'data-kpi="gmv" data-line="excess"', page)
     # reports page and an HTML report in the console
     assert client.get(f"{B}/reports").status_code == 200
     html = client.get(f"{B}/reports/weekly?format=html&day=2026-11-04")
@@ -190,3 +215,13 @@ def test_a_brand_without_data_renders_every_page(client: Any, db: Session, world
         r = client.get(f"/b/b-shop/metrics{path}")
         assert r.status_code == 200, path
     assert behind(client.get("/b/b-shop/metrics/customers").text) == 0
+
+
+def store_json(client: Any, token: str) -> dict[str, Any]:
+    """The contract as the JSON editor shows it."""
+    import html
+
+    page = client.get(f"{B}/contracts/nov").text
+    raw = page.split('id="contract-definition"', 1)[1].split(">", 1)[1].split("</textarea>")[0]
+    data: dict[str, Any] = json.loads(html.unescape(raw))
+    return data

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from siyu.core.errors import Invalid, SiyuError
+from siyu.core.errors import FieldError, Invalid, SiyuError
 from siyu.core.i18n import translate
 from siyu.core.validation import parse
 from siyu.metrics import contract_store as store
@@ -177,6 +177,54 @@ def create(brand: str, con: Con, form: Form) -> Response:
     return RedirectResponse(f"/b/{b.slug}/metrics/contracts/{row.key}?done=created", 303)
 
 
+LINE_NAMES = ("fail", "normal", "good", "excess")
+MAX_ROWS = 30
+
+
+def _display_unit(unit: str) -> str:
+    """How a KPI's lines are typed in the form: rates in percent, money in yuan."""
+    return {"ratio": "%", "fen": "¥"}.get(unit, "")
+
+
+def _shown(value: float, unit: str) -> str:
+    shown = value * 100 if unit == "ratio" else (value / 100 if unit == "fen" else value)
+    return f"{shown:.6g}"
+
+
+def _parsed(text: str, unit: str, where: str) -> float:
+    try:
+        value = float(text.replace(",", "").replace("%", "").replace("¥", "").strip())
+    except ValueError:
+        raise Invalid(
+            "validation.failed",
+            errors=[FieldError("invalid.number", where, reason=f"not a number: {text!r}")],
+            reason=f"{where}: not a number",
+        ) from None
+    return value / 100 if unit == "ratio" else (value * 100 if unit == "fen" else value)
+
+
+def _rows_of(contract: store.ContractOut, meta: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for k in contract.kpis:
+        unit = meta.get(k.kpi, {}).get("unit", "")
+        row = {"kpi": k.kpi, "direction": k.direction}
+        row.update({line: _shown(getattr(k, line), unit) for line in LINE_NAMES})
+        out.append(row)
+    return out
+
+
+def _rows_posted(form: Any) -> list[dict[str, str]]:
+    out = []
+    for i in [*range(MAX_ROWS), "new"]:
+        kpi = text_field(form, f"kpi_{i}")
+        if not kpi or text_field(form, f"remove_{i}"):
+            continue
+        row = {"kpi": kpi, "direction": text_field(form, f"direction_{i}")}
+        row.update({line: text_field(form, f"{line}_{i}") for line in LINE_NAMES})
+        out.append(row)
+    return out
+
+
 def detail_page(
     con: Console,
     b: Brand,
@@ -185,11 +233,13 @@ def detail_page(
     error: SiyuError | None = None,
     status: int = 200,
     done: str = "",
+    rows: list[dict[str, str]] | None = None,
 ) -> Response:
     from siyu.metrics import reports
 
     contract = store.show_contract(con.db, con.actor, b, key)
     meta = _kpi_meta(con.locale)
+    used = {k.kpi for k in contract.kpis}
     statuses = reports.contract_status(con.db, con.actor, b, contract.key)
     labels = {
         line: translate(f"ui.report.status.{line}", con.locale)
@@ -216,6 +266,10 @@ def detail_page(
         definition=definition or json.dumps(store.as_input(contract), ensure_ascii=False, indent=2),
         error=_contract_error(con, error) if error else {},
         done=done if done in ("created", "updated") else "",
+        line_rows=rows if rows is not None else _rows_of(contract, meta),
+        unit_of={k: _display_unit(m["unit"]) for k, m in meta.items()},
+        new_kpis=[(k, m["name"]) for k, m in meta.items() if k not in used],
+        error_kpis={e.field.split(".")[0] for e in (error.errors if error else []) if e.field},
         canonical=f"/b/{b.slug}/metrics/contracts/{contract.key}",
     )
 
@@ -238,6 +292,36 @@ def replace(brand: str, key: str, con: Con, form: Form) -> Response:
             raise
         return detail_page(con, b, key, raw, exc, exc.status)
     return RedirectResponse(f"/b/{b.slug}/metrics/contracts/{row.key}?done=updated", 303)
+
+
+@router.post("/b/{brand}/metrics/contracts/{key}/lines")
+def set_lines(brand: str, key: str, con: Con, form: Form) -> Response:
+    """The lines form: each KPI's four lines and direction (rates typed in percent, money in
+    yuan), a row to remove or one to add; kind and bonus stay as they were."""
+    b = con.brand(brand, store.WRITE)
+    contract = store.show_contract(con.db, con.actor, b, key)
+    meta = _kpi_meta(con.locale)
+    posted = _rows_posted(form)
+    before = {k.kpi: k for k in contract.kpis}
+    try:
+        kpis = []
+        for row in posted:
+            unit = meta.get(row["kpi"], {}).get("unit", "")
+            line: dict[str, Any] = {"kpi": row["kpi"]}
+            line.update({n: _parsed(row[n], unit, f"{row['kpi']}.{n}") for n in LINE_NAMES})
+            if row["direction"] in ("higher", "lower"):
+                line["direction"] = row["direction"]
+            old = before.get(row["kpi"])
+            if old is not None:
+                line["kind"], line["bonus"] = old.kind, old.bonus
+            kpis.append(line)
+        body = parse(store.ContractIn, {**store.as_input(contract), "kpis": kpis})
+        store.replace_contract(con.db, con.actor, b, key, body)
+    except SiyuError as exc:
+        if exc.status == 404:
+            raise
+        return detail_page(con, b, key, "", exc, exc.status, rows=posted)
+    return RedirectResponse(f"/b/{b.slug}/metrics/contracts/{contract.key}?done=updated", 303)
 
 
 @router.post("/b/{brand}/metrics/contracts/{key}/delete")
