@@ -121,7 +121,18 @@ class Window:
         def midnight(day: date) -> datetime:
             return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
 
+        def us(moment: datetime) -> int:
+            return int(moment.timestamp() * 1_000_000)
+
         return {
+            "s_us": us(s),
+            "e_us": us(e),
+            "asof_us": us(as_of),
+            "silent_from_us": us(silent_from),
+            "lo_us": us(midnight(lo_day)),
+            "value_from_us": us(midnight(value_from_day)),
+            "retention_us": self.params.retention_days * 86_400_000_000,
+            "within_us": self.params.response_within_hours * 3_600_000_000,
             "s": s,
             "e": e,
             "start_day": self.start,
@@ -231,18 +242,28 @@ def connect(
 ) -> Any:
     """A new DuckDB connection with the brand's lake tables and the dimension registered."""
     import duckdb
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from siyu.metrics import lakeview
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     lakeview.register(con, "ev", "events", dims.brand_id)
     lakeview.register(con, "od", "orders", dims.brand_id)
-    con.register("dim", dims.customers)
-    con.register("idm", dims.idmap)
+    # customers as dense integers (``cix``): every join and grouping after the identity map
+    # runs on them instead of 26-character ids
+    customers = dims.customers.append_column(
+        "cix", pa.array(np.arange(dims.customers.num_rows, dtype=np.int32))
+    )
+    ids = customers.column("customer_id")
+    idmap = dims.idmap.append_column("cix", pc.index_in(dims.idmap.column("customer_id"), ids))
+    con.register("dim", customers)
+    con.register("idm", idmap.filter(pc.is_valid(idmap.column("cix"))))
     costs = costs or {}
     con.register(
         "cost",
@@ -257,7 +278,8 @@ def connect(
         sopm = pa.table(
             {"customer_id": pa.array([], pa.string()), "sop_id": pa.array([], pa.string())}
         )
-    con.register("sopm", sopm)
+    sopm = sopm.append_column("cix", pc.index_in(sopm.column("customer_id"), ids))
+    con.register("sopm", sopm.filter(pc.is_valid(sopm.column("cix"))))
     return con
 
 

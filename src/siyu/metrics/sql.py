@@ -26,6 +26,12 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+def _any(column: str, values: tuple[str, ...]) -> str:
+    """``column`` equal to one of ``values`` as ORed equalities: DuckDB pushes these into the
+    Parquet scan, where a long IN list may become a join after the identity-map join."""
+    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
+
+
 FRIEND_TYPES = (ADDED, *DELETED)
 PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
@@ -60,20 +66,21 @@ WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 # type needs parsed on the way (add → channel code, group join → chat id, survey → CSAT).
 _SCANS = f"""
 ex AS MATERIALIZED (
-  SELECT m.customer_id, e.event_type, e.occurred_at,
+  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
     CASE e.event_type
       WHEN '{ADDED}' THEN json_extract_string(e.properties, '$.state')
       WHEN 'group_joined' THEN json_extract_string(e.properties, '$.chat_id')
     END AS prop
   FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type IN ({_in(ALWAYS)}) AND e.dt <= $asof_day AND e.occurred_at < $asof
+  WHERE {_any("e.event_type", ALWAYS)} AND e.dt <= $asof_day
+    AND epoch_us(e.occurred_at) < $asof_us
   UNION ALL
-  SELECT m.customer_id, e.event_type, e.occurred_at,
+  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
     CASE WHEN e.event_type = 'survey_answered'
       THEN json_extract_string(e.properties, '$.csat') END AS prop
   FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type IN ({_in(tuple(t for t in WINDOWED if t not in ALWAYS))})
-    AND e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_at < $asof
+  WHERE {_any("e.event_type", tuple(t for t in WINDOWED if t not in ALWAYS))}
+    AND e.dt BETWEEN $lo_day AND $reply_day AND epoch_us(e.occurred_at) < $asof_us
 ),
 fe AS (
   SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
@@ -94,28 +101,29 @@ fr AS (
 pf AS (
   SELECT customer_id,
     max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                             AND occurred_at >= $silent_from) AS last_int,
+                             AND occurred_at >= $silent_from_us) AS last_int,
     count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                     AND occurred_at >= $s) AS n_int,
-    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s) AS n_msg,
+                     AND occurred_at >= $s_us) AS n_int,
+    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s_us) AS n_msg,
     sum(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s) AS csat_sum,
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_sum,
     count(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s) AS csat_n,
-    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s) AS n_ref
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_n,
+    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s_us) AS n_ref
   FROM ex
-  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo AND occurred_at < $e
+  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
   GROUP BY customer_id
 ),
 ox AS MATERIALIZED (
-  SELECT m.customer_id, o.kind, o.occurred_at, o.paid_fen, o.refund_fen
+  SELECT m.cix AS customer_id, o.kind, epoch_us(o.occurred_at) AS occurred_at,
+    o.paid_fen, o.refund_fen
   FROM od o JOIN idm m ON o.identity_key = m.identity_key
-  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_at < $e
+  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND epoch_us(o.occurred_at) < $e_us
 ),
 ordf AS (
   SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
   FROM ox JOIN fr ON ox.customer_id = fr.customer_id
-  WHERE ox.kind = 'paid' AND ox.occurred_at >= $s
+  WHERE ox.kind = 'paid' AND ox.occurred_at >= $s_us
     AND fr.added_at <= ox.occurred_at
     AND (fr.deleted_at IS NULL OR fr.deleted_at > ox.occurred_at)
   GROUP BY ox.customer_id
@@ -125,60 +133,60 @@ ge AS (
     max(occurred_at) FILTER (WHERE event_type = 'group_joined') AS last_join,
     max(occurred_at) FILTER (WHERE event_type = 'group_left') AS last_left
   FROM ex
-  WHERE event_type IN ({_in(GROUP_TYPES)}) AND occurred_at < $e
+  WHERE event_type IN ({_in(GROUP_TYPES)}) AND occurred_at < $e_us
   GROUP BY customer_id
 ),
 val AS (
   SELECT customer_id,
     sum(CASE WHEN kind = 'paid' THEN paid_fen ELSE 0 END)
     - sum(CASE WHEN kind = 'refunded' THEN coalesce(refund_fen, 0) ELSE 0 END) AS net
-  FROM ox WHERE occurred_at >= $value_from
+  FROM ox WHERE occurred_at >= $value_from_us
   GROUP BY customer_id
 ),
 mem AS (
-  SELECT DISTINCT customer_id FROM idm WHERE starts_with(identity_key, 'member_no:')
+  SELECT DISTINCT cix AS customer_id FROM idm WHERE starts_with(identity_key, 'member_no:')
 ),
 pc AS (
   SELECT d.customer_id,
     fr.channel_code,
-    CAST(fr.added_at >= $s AND fr.added_at < $e AS INTEGER) AS diverted,
-    CAST(d.first_seen >= $s AND d.first_seen < $e AS INTEGER) AS reached,
-    CAST(d.first_seen >= $s AND d.first_seen < $e AND fr.added_at < $e AS INTEGER)
+    CAST(fr.added_at >= $s_us AND fr.added_at < $e_us AS INTEGER) AS diverted,
+    CAST(d.seen >= $s_us AND d.seen < $e_us AS INTEGER) AS reached,
+    CAST(d.seen >= $s_us AND d.seen < $e_us AND fr.added_at < $e_us AS INTEGER)
       AS reached_diverted,
-    CASE WHEN fr.added_at >= $s AND fr.added_at < $e THEN coalesce(c.cost_fen, 0) ELSE 0 END
+    CASE WHEN fr.added_at >= $s_us AND fr.added_at < $e_us THEN coalesce(c.cost_fen, 0) ELSE 0 END
       AS cost_fen,
-    CAST(fr.added_at >= $s AND fr.added_at < $e
-         AND fr.added_at + to_days($retention_days) <= $asof AS INTEGER) AS ret_cohort,
-    CAST(fr.added_at >= $s AND fr.added_at < $e
-         AND fr.added_at + to_days($retention_days) <= $asof
-         AND (fr.deleted_at IS NULL OR fr.deleted_at >= fr.added_at + to_days($retention_days))
+    CAST(fr.added_at >= $s_us AND fr.added_at < $e_us
+         AND fr.added_at + $retention_us <= $asof_us AS INTEGER) AS ret_cohort,
+    CAST(fr.added_at >= $s_us AND fr.added_at < $e_us
+         AND fr.added_at + $retention_us <= $asof_us
+         AND (fr.deleted_at IS NULL OR fr.deleted_at >= fr.added_at + $retention_us)
          AS INTEGER) AS retained,
     coalesce(pf.csat_sum, 0) AS csat_sum,
     coalesce(pf.csat_n, 0) AS csat_n,
-    CAST(fr.added_at < $s AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s) AS INTEGER)
+    CAST(fr.added_at < $s_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us) AS INTEGER)
       AS friend_start,
-    CAST(fr.added_at < $s AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s)
-         AND (fr.deleted_at < $e
-              OR (fr.added_at <= $silent_from AND pf.last_int IS NULL)) AS INTEGER) AS churned,
-    CAST(fr.added_at < $e AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s) AS INTEGER)
+    CAST(fr.added_at < $s_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us)
+         AND (fr.deleted_at < $e_us
+              OR (fr.added_at <= $silent_from_us AND pf.last_int IS NULL)) AS INTEGER) AS churned,
+    CAST(fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us) AS INTEGER)
       AS friend_period,
-    CAST(fr.added_at < $e AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s)
+    CAST(fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us)
          AND coalesce(pf.n_msg, 0) > 0 AS INTEGER) AS interacted,
     coalesce(ordf.gmv, 0) AS gmv,
     CAST(coalesce(ordf.n_orders, 0) >= 1 AS INTEGER) AS buyer,
     CAST(coalesce(ordf.n_orders, 0) >= 2 AS INTEGER) AS repurchaser,
     CAST(coalesce(pf.n_ref, 0) > 0 AS INTEGER) AS referred,
-    CAST(fr.added_at < $e AND (fr.deleted_at IS NULL OR fr.deleted_at >= $e) AS INTEGER)
+    CAST(fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $e_us) AS INTEGER)
       AS friend_end,
-    CASE WHEN fr.added_at < $e AND (fr.deleted_at IS NULL OR fr.deleted_at >= $e)
+    CASE WHEN fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $e_us)
       THEN coalesce(val.net, 0) ELSE 0 END AS value_fen,
     CAST(mem.customer_id IS NOT NULL AND coalesce(pf.n_int, 0) > 0 AS INTEGER)
       AS active_member,
-    CAST(fr.added_at < $e AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s)
+    CAST(fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us)
          AND ge.last_join IS NOT NULL
-         AND (ge.last_left IS NULL OR ge.last_left < ge.last_join OR ge.last_left >= $s)
+         AND (ge.last_left IS NULL OR ge.last_left < ge.last_join OR ge.last_left >= $s_us)
          AS INTEGER) AS in_group
-  FROM dim d
+  FROM (SELECT cix AS customer_id, epoch_us(first_seen) AS seen FROM dim) d
   LEFT JOIN fr ON fr.customer_id = d.customer_id
   LEFT JOIN pf ON pf.customer_id = d.customer_id
   LEFT JOIN ordf ON ordf.customer_id = d.customer_id
@@ -189,17 +197,17 @@ pc AS (
 ),
 snt AS (
   SELECT customer_id, occurred_at FROM ex
-  WHERE event_type = 'message_sent' AND occurred_at >= $s
+  WHERE event_type = 'message_sent' AND occurred_at >= $s_us
 ),
 rcv AS (
   SELECT customer_id, occurred_at FROM ex
-  WHERE event_type = 'message_received' AND occurred_at >= $s AND occurred_at < $e
+  WHERE event_type = 'message_received' AND occurred_at >= $s_us AND occurred_at < $e_us
 ),
 resp AS (
   SELECT r.customer_id,
     CASE WHEN s.occurred_at IS NOT NULL
-          AND s.occurred_at <= r.occurred_at + to_hours($within_hours)
-      THEN date_diff('second', r.occurred_at, s.occurred_at) / 60.0 END AS minutes
+          AND s.occurred_at <= r.occurred_at + $within_us
+      THEN (s.occurred_at - r.occurred_at) / 60000000.0 END AS minutes
   FROM rcv r ASOF LEFT JOIN snt s
     ON r.customer_id = s.customer_id AND s.occurred_at >= r.occurred_at
 )"""  # noqa: S608 - constants of this module only
@@ -251,24 +259,24 @@ def grouping(group_by: str | None) -> str:
     """The ``grp`` CTE: (customer_id, g) for the grouping (several rows per customer for
     the multi-valued groupings ``group`` and ``sop``)."""
     if group_by is None:
-        return "grp AS (SELECT customer_id, 'all' AS g FROM dim)"
+        return "grp AS (SELECT cix AS customer_id, 'all' AS g FROM dim)"
     if group_by in ("region", "store", "guide"):
         # group_by is one of the three column names just checked
-        return f"grp AS (SELECT customer_id, coalesce({group_by}, '(none)') AS g FROM dim)"  # noqa: S608
+        return f"grp AS (SELECT cix AS customer_id, coalesce({group_by}, '(none)') AS g FROM dim)"  # noqa: S608
     if group_by == "channel_code":
         return "grp AS (SELECT customer_id, coalesce(channel_code, '(none)') AS g FROM pc)"
     if group_by == "group":
         members = """
   SELECT DISTINCT customer_id, prop AS g
-  FROM ex WHERE event_type = 'group_joined' AND occurred_at < $e"""
+  FROM ex WHERE event_type = 'group_joined' AND occurred_at < $e_us"""
     elif group_by == "sop":
-        members = "SELECT DISTINCT customer_id, sop_id AS g FROM sopm"
+        members = "SELECT DISTINCT cix AS customer_id, sop_id AS g FROM sopm"
     else:
         raise ValueError(group_by)
     return f"""gm AS ({members}),
 grp AS (
-  SELECT d.customer_id, coalesce(gm.g, '(none)') AS g
-  FROM dim d LEFT JOIN gm ON gm.customer_id = d.customer_id
+  SELECT d.cix AS customer_id, coalesce(gm.g, '(none)') AS g
+  FROM dim d LEFT JOIN gm ON gm.customer_id = d.cix
 )"""  # noqa: S608 - fixed fragments
 
 
@@ -310,5 +318,6 @@ hit AS (
   LEFT JOIN rs ON rs.customer_id = pc.customer_id
   WHERE grp.g = $g AND ({condition})
 )
-SELECT customer_id, count(*) OVER () AS total FROM hit
-ORDER BY customer_id LIMIT $limit OFFSET $offset"""  # noqa: S608 - fixed fragments
+SELECT d.customer_id, count(*) OVER () AS total
+FROM hit JOIN dim d ON d.cix = hit.customer_id
+ORDER BY d.customer_id LIMIT $limit OFFSET $offset"""  # noqa: S608 - fixed fragments
