@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from siyu.core.tenancy import SYSTEM
 from siyu.ingest import actions as ingest
 from siyu.metrics import attribution as at
+from siyu.metrics.kpis import compute_kpis
 from siyu.org.queries import access_brand
 from siyu.sop import actions as sop_actions
 from siyu.sop import engine
@@ -166,6 +167,10 @@ def test_sop_effect_with_confidence_interval(db: Session, world: Any) -> None:
     assert eff.conversion.low > 0 and not eff.conversion.includes_zero
     assert eff.conversion.low < P_TOUCHED - P_BASE < eff.conversion.high + 0.05
     assert eff.gmv.low > 0
+    # the KPI table grouped by SOP: the treated are the SOP's group, the holdout in none
+    t = compute_kpis(db, SYSTEM, brand, start=DAY, end=DAY + timedelta(days=WINDOW),
+                     group_by="sop", kpis=["repurchase_rate"], as_of=as_of)  # fmt: skip
+    assert {r.label: r.customers for r in t.rows} == {"唤醒": eff.treated, "(none)": eff.holdout}
     # the window is honoured: before it is over nothing counts
     early = at.sop_effect(
         db, SYSTEM, brand, "nudge", window_days=WINDOW, as_of=as_of - timedelta(days=5)
