@@ -76,8 +76,10 @@ def test_contract_bands_and_the_weekly_html_report(story_server: str, browser_pa
     rows = page.locator("#contract-status tbody tr")
     expect(rows).to_have_count(2)
     # November: 3 of 4 reached customers diverted = 75% → good (lines 5% / 20% / 80%)
-    expect(page.locator('tr[data-kpi="diversion_rate"]')).to_have_attribute("data-line", "good")
-    expect(page.locator('tr[data-kpi="diverted_customers"]')).to_have_attribute(
+    expect(page.locator('#contract-status tr[data-kpi="diversion_rate"]')).to_have_attribute(
+        "data-line", "good"
+    )
+    expect(page.locator('#contract-status tr[data-kpi="diverted_customers"]')).to_have_attribute(
         "data-line", "normal"
     )
     bands = page.locator(".chart-band svg")
