@@ -21,6 +21,14 @@ from siyu.org.permissions import API_SCOPES
 from siyu.org.schemas import StaffIn, UnitIn
 from tests.factories import api_key, login
 
+CONTRACT: dict[str, Any] = {
+    "key": "probe-contract",
+    "name": "c",
+    "starts_on": "2026-07-01",
+    "ends_on": "2026-12-31",
+    "kpis": [{"kpi": "diversion_rate", "fail": 0, "normal": 0.05, "good": 0.2, "excess": 0.25}],
+}
+
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/events:batch"): {
         "json": {
@@ -171,6 +179,16 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/brands/{brand}/content/koc-notes/{note}:reject"): {
         "json": {"reason": "probe"}
     },
+    ("POST", "/api/v1/brands/{brand}/contracts"): {"json": CONTRACT},
+    ("PUT", "/api/v1/brands/{brand}/contracts/{contract}"): {"json": CONTRACT},
+    ("DELETE", "/api/v1/brands/{brand}/contracts/{contract}"): {},
+    ("POST", "/api/v1/brands/{brand}/report-schedules"): {
+        "json": {"period": "weekly", "recipients": ["client@example.com"]}
+    },
+    ("DELETE", "/api/v1/brands/{brand}/report-schedules/{schedule}"): {},
+    ("PUT", "/api/v1/brands/{brand}/metrics/channel-codes/{channel_code}"): {
+        "json": {"name": "门店海报", "cost_per_customer_fen": 150}
+    },
 }
 
 
@@ -262,12 +280,28 @@ def other_tenant_ids(db: Session) -> dict[str, str]:
     note = ugc.submit_note(
         db, SYSTEM, b, ugc.KocNoteIn(url="https://weibo.com/b/1", title="b", customer_id=customer)
     )
+    from siyu.metrics import contract_store, reports
+
+    contract = contract_store.create_contract(
+        db, SYSTEM, b, contract_store.ContractIn.model_validate({**CONTRACT, "key": "b-contract"})
+    )
+    schedule = reports.create_schedule(
+        db,
+        SYSTEM,
+        b,
+        reports.ScheduleIn(period="weekly", recipients=["b@example.com"]),
+    )
     return {
         "outbox": outbox.id,
         "channel": "webhook",
         "note": note.id,
         "material": material,
         "code": link,
+        "contract": contract.id,
+        "schedule": schedule.id,
+        "period": "weekly",
+        "kpi": "gmv",
+        "channel_code": "store_poster",
         "sop": sop.id,
         "tag": "b_vip",
         "segment": "b_seg",

@@ -55,6 +55,7 @@ def kinds() -> list[JobKind]:
 def _builtin() -> None:
     from siyu.channels.dispatcher import dispatch_outbox
     from siyu.ingest.actions import flush_inbox
+    from siyu.metrics.reports import run_due as run_due_reports
     from siyu.sop.realtime import realtime_pass
     from siyu.tags.actions import run_scheduled
     from siyu.wecom.callback import process_callbacks
@@ -73,6 +74,11 @@ def _builtin() -> None:
     # after the inbox, so a round's tags see the events it has just flushed
     _registry.setdefault(
         "tags.schedule", JobKind("tags.schedule", run_scheduled, batch=10, lane="background")
+    )
+    # scheduled client reports queue e-mails (the realtime lane's outbox delivers them)
+    _registry.setdefault(
+        "metrics.reports",
+        JobKind("metrics.reports", run_due_reports, batch=5, lane="background"),
     )
     # after the SOP passes, so a touch decided this round is delivered this round
     _registry.setdefault("channels.outbox", JobKind("channels.outbox", dispatch_outbox, batch=500))

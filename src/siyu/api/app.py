@@ -7,7 +7,19 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from siyu import __version__
-from siyu.api import channels, content, content_koc, customers, ingest, org, sop, tags, wecom
+from siyu.api import (
+    channels,
+    content,
+    content_koc,
+    contracts,
+    customers,
+    ingest,
+    metrics,
+    org,
+    sop,
+    tags,
+    wecom,
+)
 from siyu.api.deps import Db
 from siyu.api.problems import install_handlers
 
@@ -43,3 +55,5 @@ def install(app: FastAPI) -> None:
     app.include_router(content_koc.router, prefix=PREFIX)
     app.include_router(content.router, prefix=PREFIX)
     app.include_router(content.public_router)
+    app.include_router(contracts.router, prefix=PREFIX)
+    app.include_router(metrics.router, prefix=PREFIX)

@@ -3,7 +3,8 @@
 Settings: ``SIYU_SMTP_HOST``, ``SIYU_SMTP_PORT``, ``SIYU_SMTP_USER``, ``SIYU_SMTP_PASSWORD``,
 ``SIYU_SMTP_FROM``, ``SIYU_SMTP_STARTTLS`` (default on), ``SIYU_SMTP_TIMEOUT``.
 
-The message's content: ``subject``, ``text`` (or ``body``) and optional ``html``; the address
+The message's content: ``subject``, ``text`` (or ``body``), optional ``html`` and optional
+``attachments`` (``[{"filename", "content_type", "data": base64}]``); the address
 is ``payload["to"]``. The ``Message-ID`` is derived from the idempotency key, so a message
 sent twice (at-least-once delivery) carries the same id both times.
 
@@ -16,6 +17,7 @@ with a subject over ``MAX_SUBJECT`` characters is refused before connecting
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import smtplib
 import ssl
@@ -86,6 +88,15 @@ class EmailChannel:
         mail.set_content(str(content.get("text") or content.get("body") or ""))
         if content.get("html"):
             mail.add_alternative(str(content["html"]), subtype="html")
+        for item in content.get("attachments") or []:
+            # {"filename", "content_type", "data": base64} (e.g. a client report's XLSX)
+            maintype, _, subtype = str(item.get("content_type", "")).partition("/")
+            mail.add_attachment(
+                base64.b64decode(str(item.get("data", ""))),
+                maintype=maintype or "application",
+                subtype=subtype or "octet-stream",
+                filename=str(item.get("filename") or "attachment"),
+            )
         return mail
 
     def send(self, message: Message) -> Outcome:

@@ -6,6 +6,7 @@ Each prints its figures as one JSON object on its last line (ratios: our time ÷
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -160,3 +161,38 @@ def sop(
     if realtime:
         figures["realtime"] = bench_realtime(realtime, seed=seed)
     typer.echo(json.dumps(figures))
+
+
+@app.command("kpi")
+def kpi(
+    customers: Annotated[int, typer.Option("--customers", help="Customers of the brand.")] = (
+        1_000_000
+    ),
+    activity: Annotated[
+        float, typer.Option("--activity", help="Engagement per customer (2 gives ≈ 15 facts).")
+    ] = 2.0,
+    threads: Annotated[int, typer.Option("--threads", help="DuckDB threads.")] = 2,
+    repeat: Annotated[int, typer.Option("--repeat", help="Cold runs of each (median).")] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    bench_dir: Annotated[
+        Path | None,
+        typer.Option("--bench-dir", help="Where the lake is built once and reused."),
+    ] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the lake again.")] = False,
+) -> None:
+    """Brand overview for a month and a store drill-down from cold, beside pandas."""
+    from siyu.bench.kpi import Kit, run
+    from siyu.demo import generate
+
+    result = run(
+        Kit(generate.generate_brand, generate.SHAPES[0]),
+        customers,
+        seed,
+        activity=activity,
+        threads=threads,
+        repeat=repeat,
+        bench_dir=bench_dir,
+        rebuild=rebuild,
+        progress=lambda m: typer.echo(m, err=True),
+    )
+    typer.echo(json.dumps(result))

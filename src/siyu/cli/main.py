@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from siyu import __version__
-from siyu.cli import bench, channels, content, customers, ingest, org, sop, tags, wecom
+from siyu.cli import bench, channels, content, customers, ingest, org, report, sop, tags, wecom
 from siyu.cli.common import BrandOpt, DataDir, JsonOpt, emit, handled, session, use_data_dir
 from siyu.core.settings import get_settings
 from siyu.core.validation import parse
@@ -50,6 +50,7 @@ app.add_typer(wecom.app, name="wecom")
 app.add_typer(channels.app, name="channels")
 app.add_typer(content.app, name="content")
 app.command("worker")(ingest.worker)
+app.command("report")(report.report)
 
 
 @app.command("version")
@@ -129,11 +130,13 @@ def demo(
     export it as the files a brand hands over, import exactly those, compute the tags and
     segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
     orders) and KOC notes (one approved and rewarded, showing the customers its channel code
-    brought), enable three SOPs and plan today, and serve the console — with the local WeCom
-    server connected to the first brand and a worker (callbacks, real-time SOPs, outbox)."""
+    brought), enable three SOPs and plan today, set up a contract with its KPI lines, and serve
+    the console — with the local WeCom server connected to the first brand and a worker
+    (callbacks, real-time SOPs, outbox)."""
     from siyu.core.money import format_fen
     from siyu.demo import content as demo_content
     from siyu.demo import koc as demo_koc
+    from siyu.demo import metrics as demo_metrics
     from siyu.demo import sop as demo_sop
     from siyu.demo import tags as demo_tags
     from siyu.demo.export import export_brand, import_brand
@@ -157,6 +160,8 @@ def demo(
                     f"there, {r['rejected']} rejected ({r['seconds']} s)"
                 )
             b = queries.access_brand(db, org.CLI, brand.shape.slug)
+            codes = demo_metrics.setup(db, b, brand.shape)
+            typer.echo(f"  channel codes: {codes} with their cost per customer")
             tagged = demo_tags.summary(demo_tags.setup(db, b))
             typer.echo(
                 f"  tags: {tagged['status']}, {tagged['changes']} changes in {tagged['ms']} ms"

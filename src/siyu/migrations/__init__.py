@@ -26,6 +26,7 @@ def load_models() -> None:
     import siyu.core.audit
     import siyu.customers.models
     import siyu.ingest.models
+    import siyu.metrics.models
     import siyu.org.models
     import siyu.sop.models
     import siyu.tags.models

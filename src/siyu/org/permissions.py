@@ -38,10 +38,12 @@ PERMISSIONS = (
     "channels.manage",
     "content.write",
     "content.submit",
+    "metrics.read",
+    "metrics.write",
 )
 
 _ALL = frozenset(PERMISSIONS)
-_READ = frozenset({"org.read", "customers.read"})
+_READ = frozenset({"org.read", "customers.read", "metrics.read"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": _ALL,

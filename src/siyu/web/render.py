@@ -54,6 +54,7 @@ NAV = (
     ("wecom", "/wecom", "wecom.manage"),
     ("channels", "/channels", "channels.manage"),
     ("content", "/content", "customers.read"),
+    ("metrics", "/metrics", "metrics.read"),
     ("org", "/org", "org.read"),
     ("staff", "/staff", "org.read"),
     ("api_keys", "/api-keys", "apikeys.manage"),
