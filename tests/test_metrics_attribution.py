@@ -132,14 +132,33 @@ def world_with_sop(db: Session, uplift: bool, seed: int = 11) -> tuple[Any, date
         h = vault.match_hash(brand.id, "phone", phone)
         phone_of[db.scalar(select(Identity.customer_id).where(Identity.value_hash == h))] = phone
     rng = np.random.default_rng(seed)
+    # Which customers land in the holdout depends on their (random) ids. Without uplift, the
+    # k-th holdout and the k-th treated enrolment share one draw, so the two arms behave alike
+    # by construction and the test cannot fail by sampling luck; with uplift every enrolment
+    # draws on its own.
+    draws: dict[str, tuple[float, float, int]] = {}
+    if not uplift:
+        held = sorted((e for e in enrolments if e.holdout), key=lambda e: e.id)
+        treated = sorted((e for e in enrolments if not e.holdout), key=lambda e: e.id)
+        for h, t in zip(held, treated, strict=False):
+            draws[h.id] = draws[t.id] = (
+                float(rng.random()),
+                float(rng.uniform(0.5, WINDOW - 1)),
+                int(rng.integers(2000, 9000)),
+            )
     orders = []
     for e in enrolments:
         p = P_TOUCHED if uplift and e.customer_id in reached else P_BASE
-        if rng.random() < p:
+        u, day, paid = draws.get(e.id) or (
+            float(rng.random()),
+            float(rng.uniform(0.5, WINDOW - 1)),
+            int(rng.integers(2000, 9000)),
+        )
+        if u < p:
             entered = (
                 e.entered_at.replace(tzinfo=UTC) if e.entered_at.tzinfo is None else e.entered_at
             )
-            when = entered + timedelta(days=float(rng.uniform(0.5, WINDOW - 1)))
+            when = entered + timedelta(days=day)
             orders.append(
                 {
                     "event_id": f"o-{e.id}",
@@ -148,7 +167,7 @@ def world_with_sop(db: Session, uplift: bool, seed: int = 11) -> tuple[Any, date
                     "source": "test",
                     "identifiers": [{"type": "phone", "value": phone_of[e.customer_id]}],
                     "properties": {"order_id": f"O-{e.id}", "channel": "mini_mall",
-                                   "paid_fen": int(rng.integers(2000, 9000))},
+                                   "paid_fen": paid},
                 }
             )  # fmt: skip
     assert ingest.ingest_batch(db, SYSTEM, brand, orders).accepted == len(orders)
