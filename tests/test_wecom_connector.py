@@ -30,7 +30,6 @@ from siyu.org.models import Brand, Membership, Staff
 from siyu.org.queries import access_brand
 from siyu.sop import engine as sop_engine
 from siyu.sop.models import Outbox, PlatformQuotaUse, Sop, Touch
-from siyu.sop.schemas import SopIn, dump_steps
 from siyu.tags import segments
 from siyu.tags.schemas import SegmentIn
 from siyu.wecom import apps, callback, inherit, results, sync, ways
@@ -38,6 +37,7 @@ from siyu.wecom.crypto import WeComCrypt, signature
 from siyu.wecom.fake import FakeServer
 from siyu.wecom.fake_state import FakeWeCom
 from siyu.wecom.models import WecomCallback, WecomContact, WecomTransfer
+from tests.test_sop_engine import add_sop
 
 CORP = "wwsiyutest000001"
 SECRET = "test-secret-1"
@@ -117,40 +117,25 @@ def _worker(engine: Engine) -> tuple[threading.Event, threading.Thread]:
 
 
 def _welcome_sop(db: Session, brand: Brand, text: str) -> Sop:
-    body = SopIn.model_validate(
-        {
-            "key": "welcome",
-            "name": "welcome",
-            "audience": {"kind": "event", "event": "wecom_contact_added"},
-            "priority": 90,
-            # a reply to the customer's own add: WeCom takes it within 20 s, at any hour
-            "policy": {"quiet_start": "00:00", "quiet_end": "00:00"},
-            "steps": [
-                {
-                    "type": "touch",
-                    "channel": "wecom_1to1",
-                    "sender": "owner_guide",
-                    "content": {"text": text},
-                    "valid_hours": 2,
-                }
-            ],
-        }
+    sop = add_sop(
+        db,
+        brand,
+        "welcome",
+        [
+            {
+                "type": "touch",
+                "channel": "wecom_1to1",
+                "sender": "owner_guide",
+                "content": {"text": text},
+                "valid_hours": 2,
+            }
+        ],
+        audience={"kind": "event", "event": "wecom_contact_added"},
+        priority=90,
+        # a reply to the customer's own add: WeCom takes it within 20 s, at any hour
+        policy={"quiet_start": "00:00", "quiet_end": "00:00"},
     )
-    sop = Sop(
-        brand_id=brand.id,
-        key=body.key,
-        name=body.name,
-        status="enabled",
-        priority=body.priority,
-        audience=body.audience.model_dump(mode="json", exclude_none=True),
-        schedule=body.schedule.model_dump(mode="json", exclude_none=True),
-        goal_event=body.goal_event,
-        holdout_pct=body.holdout_pct,
-        steps=dump_steps(body.steps),
-        policy=body.policy,
-        enabled_at=utcnow() - timedelta(minutes=5),
-    )
-    db.add(sop)
+    sop.enabled_at = utcnow() - timedelta(minutes=5)  # real time reads from here on
     db.commit()
     return sop
 
@@ -434,37 +419,15 @@ def test_mass_message_waits_for_confirmation_and_status_3_feeds_the_quota(
         brand,
         SegmentIn(key="friends", name="好友", definition="exists(wecom_contact_added, last 3650d)"),
     )
-    body = SopIn.model_validate(
-        {
-            "key": "massday",
-            "name": "massday",
-            "audience": {"kind": "segment", "segment": "friends"},
-            "policy": {"quiet_start": "00:00", "quiet_end": "00:00"},
-            "steps": [
-                {
-                    "type": "touch",
-                    "channel": "wecom_mass",
-                    "content": {"text": "x"},
-                    "valid_hours": 48,
-                }
-            ],
-        }
+    mass = add_sop(
+        db,
+        brand,
+        "massday",
+        [{"type": "touch", "channel": "wecom_mass", "content": {"text": "x"}, "valid_hours": 48}],
+        audience={"kind": "segment", "segment": "friends"},
+        policy={"quiet_start": "00:00", "quiet_end": "00:00"},
     )
-    db.add(
-        Sop(
-            brand_id=brand.id,
-            key=body.key,
-            name=body.name,
-            status="enabled",
-            priority=body.priority,
-            audience=body.audience.model_dump(mode="json", exclude_none=True),
-            schedule=body.schedule.model_dump(mode="json", exclude_none=True),
-            holdout_pct=0,
-            steps=dump_steps(body.steps),
-            policy=body.policy,
-            enabled_at=utcnow() - timedelta(days=1),
-        )
-    )
+    mass.enabled_at = utcnow() - timedelta(days=1)
     db.commit()
     from zoneinfo import ZoneInfo
 
