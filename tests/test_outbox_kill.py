@@ -50,6 +50,7 @@ from siyu.sop.models import Outbox
 ROWS = 10_000
 SECRET = "kill-test-webhook-secret"
 SIYU = Path(sys.executable).with_name("siyu")
+WAIT = 300  # seconds; a quiet machine needs well under a minute (see the printed report)
 
 
 class Receiver:
@@ -162,12 +163,16 @@ def _count(db: Session, *where: Any) -> int:
     return int(db.scalar(select(func.count()).select_from(Outbox).where(*where)) or 0)
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
+def _wait(predicate: Any, timeout: float, what: str, db: Session | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            where = ""
+            if db is not None:
+                db.rollback()
+                where = str(Counter(s for (s,) in db.execute(select(Outbox.status))))
+            raise AssertionError(f"timed out waiting for {what} {where}")
+        time.sleep(0.1)
 
 
 def _kill_mid_run(
@@ -242,7 +247,7 @@ def test_three_workers_one_killed_postgres(
     try:
         held, seen = _kill_mid_run(db, procs[0], state)
         survivors = procs[1:]
-        _wait(lambda: _count(db, Outbox.status == "sent") == ROWS, 120, "every row sent")
+        _wait(lambda: _count(db, Outbox.status == "sent") == ROWS, WAIT, "every row sent", db)
         codes = _stop(survivors)
     finally:
         for p in procs:
@@ -280,7 +285,7 @@ def test_one_worker_killed_and_restarted_sqlite(
         assert _count(db, Outbox.status == "sent") < ROWS  # really mid-run
         second = _start(db_url, 3.0, logs / "second.log")
         procs.append(second)
-        _wait(lambda: _count(db, Outbox.status == "sent") == ROWS, 120, "every row sent")
+        _wait(lambda: _count(db, Outbox.status == "sent") == ROWS, WAIT, "every row sent", db)
         codes = _stop([second])
     finally:
         for p in procs:

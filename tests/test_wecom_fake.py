@@ -265,6 +265,11 @@ def test_batch_get_by_user_pages_and_limits(base: str, http: httpx.Client) -> No
             break
     assert pages == 3
     assert len(seen) == len(set(seen)) == 12
+    # batch follow_info carries tag ids only (get's follow_user carries tag details)
+    follow = data["external_contact_list"][0]["follow_info"]
+    assert isinstance(follow["tag_id"], list) and len(follow["tag_id"]) == 1
+    assert "tags" not in follow
+    assert {"userid", "remark", "createtime", "add_way", "oper_userid"} <= set(follow)
     too_many = call(http, base, api, {"userid_list": [f"u{i}" for i in range(101)]})
     assert too_many["errcode"] == 40058
     assert call(http, base, api, {"userid_list": users, "limit": 101})["errcode"] == 40058

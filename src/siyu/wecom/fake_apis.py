@@ -159,7 +159,7 @@ def batch_get_by_user(w: FakeWeCom, q: dict[str, str], b: Json) -> Json:
     for userid in userids:
         w.user_or_error(userid)
     items = [
-        {"external_contact": w.state.customers[x], "follow_info": w.follow_info(f)}
+        {"external_contact": w.state.customers[x], "follow_info": w.follow_info(f, batch=True)}
         for (u, x), f in w.state.follows.items()
         if u in userids
     ]

@@ -412,8 +412,10 @@ class FakeWeCom:
         with self.lock:
             return [x for (u, x) in self.state.follows if u == userid]
 
-    def follow_info(self, info: dict[str, Any]) -> dict[str, Any]:
-        """A follow record as the APIs show it (tags resolved from tag ids)."""
+    def follow_info(self, info: dict[str, Any], *, batch: bool = False) -> dict[str, Any]:
+        """A follow record as the APIs show it: ``get``'s follow_user carries ``tags``
+        [{group_name, tag_name, tag_id, type}], ``batch/get_by_user``'s follow_info only
+        ``tag_id`` []."""
         out = {k: v for k, v in info.items() if k != "tag_ids"}
         tags = []
         for tag_id in info["tag_ids"]:
@@ -428,7 +430,10 @@ class FakeWeCom:
                             "type": 1,
                         }
                     )
-        out["tags"] = tags
+        if batch:
+            out["tag_id"] = [t["tag_id"] for t in tags]
+        else:
+            out["tags"] = tags
         return out
 
     # ------------------------------------------------------------------ control hooks
