@@ -31,6 +31,7 @@ REASONS: tuple[str, ...] = (
     "template_params_invalid",  # SMS: a required variable missing or one not allowed
     "message_too_large",  # over the channel's size limit
     "bad_payload",  # the row's payload is not a message (not a JSON object, wrong types)
+    "content_unusable",  # its template does not render, or its material expired or archived
     "recipient_invalid",  # the provider refused the address
     "rejected",  # the provider refused the message for good (4xx, content, blacklist)
     "auth_failed",  # our credentials or signature were refused

@@ -190,12 +190,39 @@ def _send(adapter: Channel, message: Message) -> Outcome:
         )
 
 
+def render(db: Session, message: Message) -> Message | Outcome:
+    """The row's content with its templates rendered for its customer (SOP steps carry
+    templates: ``{{ nickname }}``, ``{{ guide_name }}`` …); an unusable one is final."""
+    content = message.payload.get("content")
+    if not isinstance(content, dict) or not any(
+        "{" in str(content.get(k) or "") for k in ("text", "title", "desc")
+    ):
+        return message
+    from siyu.content import queries as content_queries
+    from siyu.org import queries as org_queries
+
+    brand = org_queries.find_brand(db, message.brand_id)
+    if brand is None:
+        return Outcome.permanent("bad_payload: unknown brand", code="bad_payload")
+    try:
+        out = content_queries.render_content(db, brand, content, message.customer_id)
+    except SiyuError as exc:
+        return Outcome.permanent(
+            f"content_unusable: {exc.code}: {exc.message('en')}", code="content_unusable"
+        )
+    return replace(message, payload={**message.payload, "content": out})
+
+
 def prepare(db: Session, c: Claim) -> Message | Outcome:
     """The message to send, its recipient resolved from the vault; or the outcome that
     makes sending pointless."""
     if c.poison:
         return Outcome.permanent(c.poison, code="bad_payload")
     message = c.message
+    rendered = render(db, message)
+    if isinstance(rendered, Outcome):
+        return rendered
+    message = rendered
     id_type = recipients.ADDRESS_TYPES.get(message.channel)
     if id_type is None:
         return message

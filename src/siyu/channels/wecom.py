@@ -43,14 +43,18 @@ def _content(message: Message) -> tuple[str, list[dict[str, Any]]]:
 
 def _check(text: str, attachments: list[dict[str, Any]]) -> Outcome | None:
     if not text and not attachments:
-        return Outcome.permanent("wecom.empty_message: no text and no attachment")
+        return Outcome.permanent(
+            "wecom.empty_message: no text and no attachment", code="bad_payload"
+        )
     if len(text.encode()) > MAX_TEXT_BYTES:
         return Outcome.permanent(
-            f"wecom.text_too_long: {len(text.encode())} bytes > {MAX_TEXT_BYTES}"
+            f"wecom.text_too_long: {len(text.encode())} bytes > {MAX_TEXT_BYTES}",
+            code="message_too_large",
         )
     if len(attachments) > MAX_ATTACHMENTS:
         return Outcome.permanent(
-            f"wecom.too_many_attachments: {len(attachments)} > {MAX_ATTACHMENTS}"
+            f"wecom.too_many_attachments: {len(attachments)} > {MAX_ATTACHMENTS}",
+            code="message_too_large",
         )
     return None
 
@@ -59,11 +63,12 @@ def _classify(exc: Exception) -> Outcome:
     if isinstance(exc, WeComError):
         reason = f"wecom {exc.errcode}: {exc.errmsg}"
         if exc.transient:
-            return Outcome.transient(reason, getattr(exc, "retry_after", None))
-        return Outcome.permanent(reason)
+            code = "throttled" if exc.errcode in (45009, 45033) else "provider_unavailable"
+            return Outcome.transient(reason, getattr(exc, "retry_after", None), code=code)
+        return Outcome.permanent(reason, code="rejected")
     if isinstance(exc, SiyuError):
-        return Outcome.permanent(f"{exc.code}: {exc.message('en')}")
-    return Outcome.transient(f"{type(exc).__name__}: {exc}")
+        return Outcome.permanent(f"{exc.code}: {exc.message('en')}", code="rejected")
+    return Outcome.transient(f"{type(exc).__name__}: {exc}", code="adapter_error")
 
 
 def _guide_userid(db: Session, brand_id: str, staff_id: str | None) -> str | None:
@@ -88,12 +93,16 @@ class _Target:
 def _target(db: Session, message: Message) -> _Target | Outcome:
     app = db.get(WecomApp, message.brand_id)
     if app is None or not app.enabled:
-        return Outcome.permanent("wecom.not_configured: the brand has no WeCom app")
+        return Outcome.permanent(
+            "wecom.not_configured: the brand has no WeCom app", code="not_configured"
+        )
     guide = _guide_userid(db, message.brand_id, message.payload.get("guide_staff_id"))
     if message.channel == "wecom_group":
         sender = guide or str(message.payload.get("sender_userid") or "")
         if not sender:
-            return Outcome.permanent("wecom.no_sender: no WeCom userid for the sender")
+            return Outcome.permanent(
+                "wecom.no_sender: no WeCom userid for the sender", code="no_recipient"
+            )
         return _Target(app, sender, None)
     ext, staff = message.payload.get("external_userid"), message.payload.get("staff_userid")
     if ext and staff:  # a row written for one follow relation (the plain welcome)
@@ -105,21 +114,30 @@ def _target(db: Session, message: Message) -> _Target | Outcome:
             )
         )
         if row is None or row.status != "active":
-            return Outcome.permanent(f"wecom.not_a_friend: {ext} does not follow {staff}")
+            return Outcome.permanent(
+                f"wecom.not_a_friend: {ext} does not follow {staff}", code="recipient_invalid"
+            )
         return _Target(app, row.staff_userid, row)
     if not message.customer_id:
-        return Outcome.permanent("wecom.no_recipient: the row names no customer")
+        return Outcome.permanent(
+            "wecom.no_recipient: the row names no customer", code="no_recipient"
+        )
     rows = [
         r
         for r in contacts.contacts_of(db, message.brand_id, message.customer_id)
         if r.status == "active"
     ]
     if not rows:
-        return Outcome.permanent("wecom.not_a_friend: the customer follows no staff member")
+        return Outcome.permanent(
+            "wecom.not_a_friend: the customer follows no staff member", code="recipient_invalid"
+        )
     chosen = next((r for r in rows if r.staff_userid == guide), None) if guide else None
     if chosen is None:
         if guide:
-            return Outcome.permanent(f"wecom.not_a_friend: the customer does not follow {guide}")
+            return Outcome.permanent(
+                f"wecom.not_a_friend: the customer does not follow {guide}",
+                code="recipient_invalid",
+            )
         chosen = max(rows, key=lambda r: as_utc(r.added_at or r.updated_at))
     return _Target(app, chosen.staff_userid, chosen)
 
@@ -190,7 +208,9 @@ class WeComChannel:
         if self.name == "wecom_group":
             chat_id = str(message.payload.get("chat_id") or message.content.get("chat_id") or "")
             if not chat_id:
-                return Outcome.permanent("wecom.no_group: the row names no chat_id")
+                return Outcome.permanent(
+                    "wecom.no_group: the row names no chat_id", code="bad_payload"
+                )
             msgid, fail = client_of(t.app).add_msg_template(
                 "group", t.sender, chat_ids=[chat_id], text=text, attachments=attachments
             )
@@ -203,7 +223,7 @@ class WeComChannel:
                 "single", t.sender, external_userids=[ext], text=text, attachments=attachments
             )
         if fail:
-            return Outcome.permanent(f"wecom.fail_list: {fail}")
+            return Outcome.permanent(f"wecom.fail_list: {fail}", code="recipient_invalid")
         try:
             with db.begin_nested():
                 db.add(
