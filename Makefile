@@ -45,7 +45,7 @@ importlint: $(DEPS)
 	$(BIN)/lint-imports
 
 pytest: $(DEPS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 openapi: $(DEPS) ## Rewrite the committed OpenAPI schema after an API change
 	$(BIN)/siyu openapi --output docs/openapi.json
