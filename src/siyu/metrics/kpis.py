@@ -239,14 +239,18 @@ def connect(
     costs: dict[str, int] | None = None,
     sopm: Any = None,
     threads: int | None = None,
+    rollup: bool = True,
 ) -> Any:
-    """A new DuckDB connection with the brand's lake tables and the dimension registered."""
+    """A new DuckDB connection with the brand's lake tables and the dimension registered;
+    ``evh`` is the brand's history events, from the maintained rollup (``rollup``, brought up
+    to date first) or read from the raw events (``rollup=False``: the same rows)."""
     import duckdb
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from siyu.metrics import lakeview
+    from siyu.metrics import rollup as history
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -255,6 +259,7 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     lakeview.register(con, "ev", "events", dims.brand_id)
     lakeview.register(con, "od", "orders", dims.brand_id)
+    history.register(con, "evh", dims.brand_id, use=rollup)
     # customers as dense integers (``cix``): every join and grouping after the identity map
     # runs on them instead of 26-character ids
     customers = dims.customers.append_column(
@@ -329,6 +334,7 @@ def compute(
     costs: dict[str, int] | None = None,
     sopm: Any = None,
     threads: int | None = None,
+    rollup: bool = True,
 ) -> KpiTable:
     """The KPI table on a loaded dimension (no permission check here: ``dims`` is already
     the caller's scope)."""
@@ -341,7 +347,7 @@ def compute(
     as_of = as_of or datetime.now(UTC)
     t0 = time.perf_counter()
     window = Window(start, end, dims.tz, params, as_of)
-    con = connect(dims, costs, sopm, threads)
+    con = connect(dims, costs, sopm, threads, rollup)
     try:
         text = sql.overview_sql(group_by)
         result: pa.Table = con.execute(text, used(text, window.bind())).fetch_arrow_table()
@@ -448,6 +454,7 @@ def customer_ids_behind(
     costs: dict[str, int] | None = None,
     sopm: Any = None,
     threads: int | None = None,
+    rollup: bool = True,
 ) -> tuple[list[str], int]:
     """Customer ids (sorted, one page) counted in ``kpi``'s numerator (or denominator) for
     one group, and how many there are in all."""
@@ -462,7 +469,7 @@ def customer_ids_behind(
         raise MetricsInvalid("metrics.bad_page")
     window = Window(start, end, dims.tz, params or Params(), as_of or datetime.now(UTC))
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
-    con = connect(dims, costs, sopm, threads)
+    con = connect(dims, costs, sopm, threads, rollup)
     try:
         text = sql.drill_sql(group_by, _condition(kpi, side))
         got = con.execute(text, used(text, bind)).fetchall()

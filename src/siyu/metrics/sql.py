@@ -37,10 +37,8 @@ PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
 FRIENDS = f"""
 fe AS MATERIALIZED (
-  SELECT m.customer_id, e.event_type, e.occurred_at,
-    CASE WHEN e.event_type = '{ADDED}'
-      THEN json_extract_string(e.properties, '$.state') END AS state
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
+  SELECT m.customer_id, e.event_type, e.occurred_at, e.prop AS state
+  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
   WHERE e.event_type IN ({_in(FRIEND_TYPES)}) AND e.dt <= $asof_day AND e.occurred_at < $asof
 ),
 adds AS (
@@ -60,20 +58,16 @@ GROUP_TYPES = ("group_joined", "group_left")
 ALWAYS = (*FRIEND_TYPES, *GROUP_TYPES)  # read over the whole history
 WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 
-# The overview reads the events twice — friendship and group facts over the whole history,
-# everything else only from the days its windows need (whole day partitions are skipped) —
-# and the orders once, each joined to the identity map once, with the one JSON property a
-# type needs parsed on the way (add → channel code, group join → chat id, survey → CSAT).
+# The overview reads the events twice — friendship and group facts over the whole history
+# from ``evh`` (the maintained history rollup, ``siyu.metrics.rollup``: only those types, their
+# JSON property already parsed), everything else only from the days its windows need (whole
+# day partitions are skipped) — and the orders once, each joined to the identity map once,
+# with the one JSON property a type needs parsed on the way (survey → CSAT).
 _SCANS = f"""
 ex AS MATERIALIZED (
-  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
-    CASE e.event_type
-      WHEN '{ADDED}' THEN json_extract_string(e.properties, '$.state')
-      WHEN 'group_joined' THEN json_extract_string(e.properties, '$.chat_id')
-    END AS prop
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE {_any("e.event_type", ALWAYS)} AND e.dt <= $asof_day
-    AND epoch_us(e.occurred_at) < $asof_us
+  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at, e.prop
+  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
+  WHERE e.dt <= $asof_day AND epoch_us(e.occurred_at) < $asof_us
   UNION ALL
   SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
     CASE WHEN e.event_type = 'survey_answered'

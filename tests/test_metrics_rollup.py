@@ -1,0 +1,123 @@
+"""The history rollup (``siyu.metrics.rollup``): KPIs read from it equal the KPIs read from
+the raw events, on the hand-built story of ``test_metrics_kpis`` and after the lake changes
+(new facts appended, files compacted, an identity erased)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from sqlalchemy.orm import Session
+
+from siyu.analytics import lake
+from siyu.core.tenancy import SYSTEM
+from siyu.ingest import actions as ingest
+from siyu.metrics import kpis as m
+from siyu.metrics import rollup
+from siyu.metrics import scope as dim_scope
+from siyu.metrics.definitions import GROUP_BYS
+from siyu.metrics.sql import ALWAYS
+from tests.test_metrics_kpis import AS_OF, END, START, added, ev, story  # noqa: F401 - the fixture
+
+PERIODS = ((START, END), (date(2026, 8, 1), date(2026, 11, 30)), (date(2026, 11, 3), END))
+
+
+def snapshot(t: m.KpiTable) -> list[tuple[Any, ...]]:
+    return [(r.group, r.customers, {k: v.as_dict() for k, v in r.values.items()}) for r in t.rows]
+
+
+def both(db: Session, brand: Any, **kw: Any) -> tuple[m.KpiTable, m.KpiTable]:
+    dims = dim_scope.load(db, SYSTEM, brand)
+    costs = m.channel_costs(db, brand.id)
+    sopm = m.sop_members(db, brand.id, AS_OF)[0] if kw.get("group_by") == "sop" else None
+    fast = m.compute(dims, as_of=AS_OF, costs=costs, sopm=sopm, rollup=True, **kw)
+    raw = m.compute(dims, as_of=AS_OF, costs=costs, sopm=sopm, rollup=False, **kw)
+    return fast, raw
+
+
+def parts(brand_id: str) -> list[Path]:
+    where = rollup.folder(brand_id)
+    assert where is not None
+    return sorted(where.glob("part-*.parquet"))
+
+
+def rollup_rows(brand_id: str) -> Any:
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(p) for p in parts(brand_id)])
+
+
+def test_rollup_equals_raw_events(db: Session, story: Any) -> None:  # noqa: F811
+    for start, end in PERIODS:
+        for group_by in (None, *GROUP_BYS):
+            fast, raw = both(db, story, start=start, end=end, group_by=group_by)
+            assert snapshot(fast) == snapshot(raw), (start, end, group_by)
+    # the rollup holds the history types only, each with its property parsed
+    rows = rollup_rows(story.id)
+    assert set(rows.column("event_type").to_pylist()) <= set(ALWAYS)
+    added_states = {
+        p for t, p in zip(rows["event_type"].to_pylist(), rows["prop"].to_pylist(), strict=True)
+        if t == "wecom_contact_added"
+    }  # fmt: skip
+    assert added_states == {"poster", "ad"}
+    # drill-downs agree too
+    dims = dim_scope.load(db, SYSTEM, story)
+    for kpi in ("diverted_customers", "churn_rate", "group_participation_rate"):
+        for side in ("numerator", "denominator"):
+            if kpi == "diverted_customers" and side == "denominator":
+                continue
+            got = [
+                m.customer_ids_behind(
+                    dims, kpi, start=START, end=END, side=side, as_of=AS_OF, rollup=use
+                )
+                for use in (True, False)
+            ]
+            assert got[0] == got[1], (kpi, side)
+
+
+def test_rollup_extended_when_new_facts_arrive(db: Session, story: Any) -> None:  # noqa: F811
+    before, _ = both(db, story, start=START, end=END)
+    first = parts(story.id)
+    assert len(first) == 1
+    # D becomes a friend in November and joins a group: a new fact in the history types
+    more = [
+        added("d9", "2026-11-18", "D", "poster"),
+        ev("d8", "group_joined", "2026-11-19", "D", chat_id="wrGZ01"),
+    ]
+    out = ingest.ingest_batch(db, SYSTEM, story, more)
+    assert out.rejected == 0
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    assert before.value("diverted_customers") == 3
+    assert fast.value("diverted_customers") == 4
+    # extended with one more part, the first one kept
+    now = parts(story.id)
+    assert len(now) == 2 and first[0] in now
+
+
+def test_rollup_rebuilt_when_files_go_away(db: Session, story: Any) -> None:  # noqa: F811
+    both(db, story, start=START, end=END)
+    # a second file on a day that has one already (B's add day), so compaction merges them
+    out = ingest.ingest_batch(
+        db, SYSTEM, story, [ev("b9", "page_viewed", "2026-11-02", "B", path="/p")]
+    )
+    assert out.rejected == 0
+    both(db, story, start=START, end=END)
+    first = parts(story.id)
+    assert len(first) == 2
+    # compaction replaces files the rollup was built from: it is rebuilt
+    lake.compact(story.id, retention_hours=0)
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    rebuilt = parts(story.id)
+    assert rebuilt and not set(rebuilt) & set(first)
+    # an erased identity leaves the rollup too
+    rows = rollup_rows(story.id)
+    types = rows["event_type"].to_pylist()
+    gone = rows["identity_key"].to_pylist()[types.index("wecom_contact_deleted_by_customer")]
+    lake.erase(story.id, [gone])
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    assert gone not in rollup_rows(story.id)["identity_key"].to_pylist()
