@@ -132,28 +132,28 @@ def world_with_sop(db: Session, uplift: bool, seed: int = 11) -> tuple[Any, date
         h = vault.match_hash(brand.id, "phone", phone)
         phone_of[db.scalar(select(Identity.customer_id).where(Identity.value_hash == h))] = phone
     rng = np.random.default_rng(seed)
-    # Which customers land in the holdout depends on their (random) ids. Without uplift, the
-    # k-th holdout and the k-th treated enrolment share one draw, so the two arms behave alike
-    # by construction and the test cannot fail by sampling luck; with uplift every enrolment
-    # draws on its own.
+    # Which customers land in the holdout depends on their (random) ids, so the draws are
+    # paired and stratified: the k-th holdout and the k-th treated enrolment share one uniform
+    # from an evenly spread, shuffled grid. Each arm's buying rate is then its probability to
+    # within one customer, and neither test can fail by sampling luck.
+    held = sorted((e for e in enrolments if e.holdout), key=lambda e: e.id)
+    treated = sorted((e for e in enrolments if not e.holdout), key=lambda e: e.id)
+    pairs = max(len(held), len(treated))
+    grid = (rng.permutation(pairs) + 0.5) / pairs
     draws: dict[str, tuple[float, float, int]] = {}
-    if not uplift:
-        held = sorted((e for e in enrolments if e.holdout), key=lambda e: e.id)
-        treated = sorted((e for e in enrolments if not e.holdout), key=lambda e: e.id)
-        for h, t in zip(held, treated, strict=False):
-            draws[h.id] = draws[t.id] = (
-                float(rng.random()),
-                float(rng.uniform(0.5, WINDOW - 1)),
-                int(rng.integers(2000, 9000)),
-            )
-    orders = []
-    for e in enrolments:
-        p = P_TOUCHED if uplift and e.customer_id in reached else P_BASE
-        u, day, paid = draws.get(e.id) or (
-            float(rng.random()),
+    for k in range(pairs):
+        draw = (
+            float(grid[k]),
             float(rng.uniform(0.5, WINDOW - 1)),
             int(rng.integers(2000, 9000)),
         )
+        for arm in (held, treated):
+            if k < len(arm):
+                draws[arm[k].id] = draw
+    orders = []
+    for e in enrolments:
+        p = P_TOUCHED if uplift and e.customer_id in reached else P_BASE
+        u, day, paid = draws[e.id]
         if u < p:
             entered = (
                 e.entered_at.replace(tzinfo=UTC) if e.entered_at.tzinfo is None else e.entered_at
