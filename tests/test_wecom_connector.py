@@ -36,7 +36,7 @@ from siyu.wecom import apps, callback, inherit, results, sync, ways
 from siyu.wecom.crypto import WeComCrypt, signature
 from siyu.wecom.fake import FakeServer
 from siyu.wecom.fake_state import FakeWeCom
-from siyu.wecom.models import WecomCallback, WecomContact, WecomTransfer
+from siyu.wecom.models import WecomCallback, WecomContact, WecomGroup, WecomTransfer
 from tests.test_sop_engine import add_sop
 
 CORP = "wwsiyutest000001"
@@ -585,3 +585,33 @@ def test_cli_sync(db: Session, wired: Wired) -> None:
     assert '"contacts": 1' in result.output and '"contacts_new": 1' in result.output
     bad = CliRunner().invoke(cli, ["wecom", "sync", "--brand", "b-shop"])
     assert bad.exit_code != 0
+
+
+def test_group_changes_mirror_the_group_and_emit_join_and_leave_events(
+    db: Session, wired: Wired
+) -> None:
+    from siyu.ingest.models import InboxEvent
+
+    w = wired
+    chat = w.fake.add_group_chat("aguide", "会员福利群", members=["aguide"], customers=[])
+    chat_id = chat["chat_id"]
+    for x in ("wmg1", "wmg2", "wmg3"):
+        w.fake.add_customer(f"群友{x}", external_userid=x)
+    w.fake.change_group_members(chat_id, add=["wmg1", "wmg2", "wmg3"])
+    w.fake.wait_callbacks()
+    db.rollback()
+    callback.process_callbacks(db)
+    group = db.scalar(select(WecomGroup).where(WecomGroup.chat_id == chat_id))
+    assert group is not None and group.member_count == 4 and group.name == "会员福利群"
+    joined = [
+        e for e in db.scalars(select(InboxEvent)) if e.payload["event_type"] == "group_joined"
+    ]
+    assert sorted(e.payload["identifiers"][0]["value"] for e in joined) == ["wmg1", "wmg2", "wmg3"]
+    w.fake.change_group_members(chat_id, remove=["wmg2"])
+    w.fake.wait_callbacks()
+    db.rollback()
+    callback.process_callbacks(db)
+    left = [e for e in db.scalars(select(InboxEvent)) if e.payload["event_type"] == "group_left"]
+    assert [e.payload["identifiers"][0]["value"] for e in left] == ["wmg2"]
+    db.refresh(group)
+    assert group.member_count == 3

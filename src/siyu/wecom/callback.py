@@ -36,6 +36,7 @@ from siyu.ingest import actions as ingest_actions
 from siyu.org import queries as org_queries
 from siyu.wecom import contacts
 from siyu.wecom.apps import app_of, client_of, crypt_of, settings_of
+from siyu.wecom.contacts import catalogue_event
 from siyu.wecom.crypto import CallbackError
 from siyu.wecom.models import WecomCallback
 from siyu.wecom.sync import added_event_id
@@ -144,19 +145,6 @@ def _created(fields: Mapping[str, str]) -> datetime:
     return utcnow()
 
 
-def _event(
-    event_type: str, key: str, at: datetime, identifiers: list[dict[str, str]], **props: Any
-) -> dict[str, Any]:
-    return {
-        "event_id": f"wecom-{key[:40]}-{event_type}"[:120],
-        "event_type": event_type,
-        "occurred_at": at.isoformat(),
-        "source": "wecom",
-        "identifiers": identifiers,
-        "properties": {k: v for k, v in props.items() if v is not None},
-    }
-
-
 def handle(db: Session, row: WecomCallback) -> None:
     """Handle one stored callback (inside the caller's transaction)."""
     brand = org_queries.find_brand(db, row.brand_id)
@@ -189,7 +177,7 @@ def handle(db: Session, row: WecomCallback) -> None:
             )
             if unionid:
                 ids.append({"type": "unionid", "value": unionid})
-            added = _event(
+            added = catalogue_event(
                 "wecom_contact_added",
                 row.dedup_key,
                 at,
@@ -207,7 +195,7 @@ def handle(db: Session, row: WecomCallback) -> None:
             name = (detail or {}).get("name")
             if name:
                 events.append(
-                    _event(
+                    catalogue_event(
                         "customer_upserted",
                         row.dedup_key,
                         at,
@@ -225,7 +213,7 @@ def handle(db: Session, row: WecomCallback) -> None:
             if not transferred:
                 kind = "customer" if by_customer else "staff"
                 events.append(
-                    _event(
+                    catalogue_event(
                         f"wecom_contact_deleted_by_{kind}",
                         row.dedup_key,
                         at,

@@ -3,6 +3,7 @@ contact to its Siyu customer (through OneID's external_userid identity)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,6 +23,22 @@ if TYPE_CHECKING:
     from siyu.wecom.client import WeComClient
 
 log = logging.getLogger("siyu.wecom.contacts")
+
+
+def catalogue_event(
+    event_type: str, key: str, at: datetime, identifiers: list[dict[str, str]], **props: Any
+) -> dict[str, Any]:
+    """A catalogue event from a WeCom callback, for the ingest inbox (its id derived from
+    ``key``: the callback's, plus the member for per-member group events)."""
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:32]
+    return {
+        "event_id": f"wecom-{digest}-{event_type}",
+        "event_type": event_type,
+        "occurred_at": at.isoformat(),
+        "source": "wecom",
+        "identifiers": identifiers,
+        "properties": {k: v for k, v in props.items() if v is not None},
+    }
 
 
 def fetch_detail(app: WecomApp, external_userid: str) -> dict[str, Any] | None:
@@ -245,7 +262,6 @@ def chat_changed(
     """``change_external_chat``: refresh the group; members who joined or left become
     ``group_joined`` / ``group_left`` events (external members only: customers)."""
     from siyu.wecom.apps import client_of
-    from siyu.wecom.callback import _event
 
     chat_id, change = f.get("ChatId", ""), f.get("ChangeType", "")
     if not chat_id:
@@ -276,7 +292,7 @@ def chat_changed(
     for uid, m in after.items():
         if uid not in before and m.get("type") == 2:
             events.append(
-                _event(
+                catalogue_event(
                     "group_joined",
                     f"{key}-{uid}",
                     at,
@@ -289,7 +305,7 @@ def chat_changed(
     for uid, m in before.items():
         if uid not in after and m.get("type") == 2:
             events.append(
-                _event(
+                catalogue_event(
                     "group_left",
                     f"{key}-{uid}",
                     at,
