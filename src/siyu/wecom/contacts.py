@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -168,15 +168,17 @@ def customer_of(db: Session, brand_id: str, ext: str) -> str | None:
     return str(rows[0][0]) if rows and rows[0][0] else None
 
 
-def link_customers(db: Session, brand_id: str, limit: int = 5000) -> int:
-    """Fill ``customer_id`` of contacts OneID has resolved since; returns how many."""
-    rows = list(
-        db.scalars(
-            select(WecomContact)
-            .where(WecomContact.brand_id == brand_id, WecomContact.customer_id.is_(None))
-            .limit(limit)
-        )
+def link_customers(
+    db: Session, brand_id: str, limit: int = 5000, since: datetime | None = None
+) -> int:
+    """Fill ``customer_id`` of contacts OneID has resolved since (those updated after
+    ``since`` only, when given); returns how many."""
+    stmt = select(WecomContact).where(
+        WecomContact.brand_id == brand_id, WecomContact.customer_id.is_(None)
     )
+    if since is not None:
+        stmt = stmt.where(WecomContact.updated_at >= since)
+    rows = list(db.scalars(stmt.limit(limit)))
     if not rows:
         return 0
     keys = {r.id: vault.identity_key(brand_id, "external_userid", r.external_userid) for r in rows}
@@ -201,12 +203,15 @@ def link_customers(db: Session, brand_id: str, limit: int = 5000) -> int:
 
 
 def contacts_of(db: Session, brand_id: str, customer_id: str) -> list[WecomContact]:
-    """The customer's WeCom follow relations (linking resolved contacts first)."""
+    """The customer's WeCom follow relations. A miss links the contacts added in the last
+    hour first (a new friend's add is resolved by OneID after its callback was handled); older
+    ones are linked by the sync, so a send never rescans the brand's backlog."""
     stmt = select(WecomContact).where(
         WecomContact.brand_id == brand_id, WecomContact.customer_id == customer_id
     )
     rows = list(db.scalars(stmt))
-    if not rows and link_customers(db, brand_id):
+    recent = utcnow() - timedelta(hours=1)
+    if not rows and link_customers(db, brand_id, since=recent):
         rows = list(db.scalars(stmt))
     return rows
 
