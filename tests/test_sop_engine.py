@@ -317,6 +317,47 @@ def test_holdout_is_never_touched(db: Session, world: object) -> None:
     assert not held & set(db.scalars(select(Outbox.customer_id)))
 
 
+def test_switching_an_sop_off_stops_what_it_had_queued(db: Session, world: object) -> None:
+    # given an SOP whose day-1 touches are queued in the outbox, and a row of no SOP
+    from siyu.channels.console import ConsoleChannel
+    from siyu.channels.dispatcher import dispatch
+    from siyu.sop import actions as sop_actions
+
+    brand = setup_brand(db, n=3)
+    sop = add_sop(db, brand, "flash", [touch("限时特惠")])
+    engine.run_day(db, SYSTEM, brand, DAY1)
+    queued = list(db.scalars(select(Outbox).where(Outbox.touch_id.is_not(None))))
+    assert len(queued) == 3 and {r.status for r in queued} == {"pending"}
+    db.add(
+        Outbox(
+            brand_id=brand.id,
+            idem_key="not-an-sop",
+            channel="wecom_1to1",
+            payload={"content": {"text": "订单已发货"}, "kind": "transactional"},
+            status="pending",
+            attempts=0,
+            available_at=datetime(2026, 7, 1, 1, 0, tzinfo=UTC),
+        )
+    )
+    db.commit()
+    # when the SOP is switched off before the worker sends them
+    sop_actions.disable_sop(db, SYSTEM, brand, sop.key)
+    console = ConsoleChannel()
+    claimed = dispatch(
+        db,
+        10,
+        adapters={"wecom_1to1": console},
+        now=datetime(2026, 7, 1, 2, 0, tzinfo=UTC),
+    )
+    # then its rows fail sop_disabled without reaching the channel; the other row is sent
+    db.rollback()
+    assert [m.idem_key for m in console.sent] == ["not-an-sop"] and claimed == 1
+    rows = {r.idem_key: r for r in db.scalars(select(Outbox))}
+    assert rows.pop("not-an-sop").status == "sent"
+    assert {(r.status, r.reason) for r in rows.values()} == {("failed", "sop_disabled")}
+    assert all("flash" in (r.error or "") for r in rows.values())
+
+
 def test_branch_wait_and_goal(db: Session, world: object) -> None:
     # given C0 replied in June, C1 did not, C2 pays on 2 July (the goal)
     extra = [

@@ -40,6 +40,7 @@ REASONS: tuple[str, ...] = (
     "provider_unavailable",  # 5xx, busy, connection refused: retried
     "adapter_error",  # an unexpected exception in the adapter: retried
     "worker_lost",  # the row's claim expired max-attempts times (its worker died each time)
+    "sop_disabled",  # its SOP was switched off after the touch was planned: never sent
 )
 
 

@@ -36,6 +36,10 @@ Before sending, e-mail and SMS rows get their recipient from the PII vault
 own: whatever one row does (a payload that is not a message, an adapter raising, a vault
 value that cannot be decrypted, a database error while recording) never stops the others.
 
+A row of an SOP touch whose SOP has been switched off (``disabled``) since it was planned is
+not sent: the claim fails it at once with ``sop_disabled`` (switching an SOP off stops what it
+had queued, not just what it would plan next).
+
 Claims are tagged with the worker (``claimed_by`` = host:pid) and fenced on it as well.
 """
 
@@ -59,7 +63,7 @@ from siyu.channels.config import BrandAdapters, StaticAdapters
 from siyu.core.clock import utcnow
 from siyu.core.errors import SiyuError
 from siyu.core.settings import get_settings
-from siyu.sop.models import Outbox
+from siyu.sop.models import Outbox, Sop, Touch
 
 log = logging.getLogger("siyu.channels.dispatcher")
 
@@ -163,7 +167,13 @@ def claim(
         query = query.with_for_update(skip_locked=True)
     deadline = now + lease
     claimed: list[Claim] = []
-    for row in db.scalars(query):
+    rows = list(db.scalars(query))
+    off = _switched_off(db, [r.touch_id for r in rows if r.touch_id])
+    for row in rows:
+        if row.touch_id in off:
+            row.status, row.available_at, row.reason = "failed", now, "sop_disabled"
+            row.error = f"sop_disabled: SOP {off[row.touch_id]} was switched off before sending"
+            continue
         if row.status == "sending":
             log.warning("reclaiming outbox row %s from %s (claim expired)", row.id, row.claimed_by)
             if max_attempts is not None and (row.attempts or 0) >= max_attempts:
@@ -178,6 +188,19 @@ def claim(
         claimed.append(Claim(row.id, deadline, row.attempts, message, worker, poison))
     db.commit()
     return claimed
+
+
+def _switched_off(db: Session, touch_ids: list[str]) -> dict[str, str]:
+    """Touch id → SOP key, for the touches among ``touch_ids`` whose SOP is disabled."""
+    out: dict[str, str] = {}
+    for start in range(0, len(touch_ids), 500):
+        for touch_id, key in db.execute(
+            select(Touch.id, Sop.key)
+            .join(Sop, Sop.id == Touch.sop_id)
+            .where(Touch.id.in_(touch_ids[start : start + 500]), Sop.status == "disabled")
+        ):
+            out[str(touch_id)] = str(key)
+    return out
 
 
 def _send(adapter: Channel, message: Message) -> Outcome:

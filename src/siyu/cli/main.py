@@ -129,11 +129,13 @@ def demo(
     """Build the demo agency (two brands, org trees, staff), generate their customers' data,
     export it as the files a brand hands over, import exactly those, compute the tags and
     segments, build a content library with an A/B test that ran ten days ago (clicks, replies,
-    orders) and KOC notes (one approved and rewarded, showing the customers its channel code
-    brought), enable three SOPs and plan today, set up a contract with its KPI lines, and serve
-    the console — with the local WeCom server connected to the first brand and a worker
-    (callbacks, real-time SOPs, outbox)."""
+    orders), a coupon SOP that ran three weeks ago with a 30% holdout (its effect measured
+    against the holdout), KOC notes (one approved and rewarded, showing the customers its
+    channel code brought), enable three SOPs and plan today, set up a contract with its KPI
+    lines, and serve the console — with the local WeCom server connected to the first brand
+    and a worker (callbacks, real-time SOPs, outbox)."""
     from siyu.core.money import format_fen
+    from siyu.demo import campaign as demo_campaign
     from siyu.demo import content as demo_content
     from siyu.demo import koc as demo_koc
     from siyu.demo import metrics as demo_metrics
@@ -172,6 +174,11 @@ def demo(
                 f"  content: {made['materials']} materials, A/B test sent to "
                 f"{made['ab_sent']} customers, {made['clicks']} tracking-link clicks "
                 f"({made['ms']} ms)"
+            )
+            camp = demo_campaign.setup(db, b)
+            typer.echo(
+                f"  campaign: SOP {camp['sop']} ran three weeks ago on {camp['enrolled']} "
+                f"customers ({camp['holdout']} held out), {camp['delivered']} delivered"
             )
             koc = demo_koc.setup(db, b)
             typer.echo(

@@ -467,6 +467,7 @@ def detail_page(
     text: str | None = None,
     editor_error: dict[str, Any] | None = None,
     notice: dict[str, str] | None = None,
+    window: int = 14,
 ) -> Response:
     sop = queries.show_sop(con.db, con.actor, b, key)
     recent = queries.decisions(con.db, con.actor, b, sop_key=sop.key, limit=50)
@@ -477,6 +478,9 @@ def detail_page(
         "sop",
         status,
         sop=sop,
+        effect=holdout_effect(con, b, sop, window),
+        window=window,
+        windows=EFFECT_WINDOWS,
         steps=step_view(sop.steps),
         definition=editable(sop) if text is None else text,
         editor_error=editor_error,
@@ -486,10 +490,29 @@ def detail_page(
     )
 
 
+EFFECT_WINDOWS = (7, 14, 30, 60)
+
+
+def holdout_effect(con: Console, b: Brand, sop: SopOut, window: int) -> dict[str, Any] | None:
+    """What the SOP adds over its holdout (``metrics.attribution.sop_effect``) for whoever may
+    read metrics; None when the SOP keeps no holdout or the viewer may not see metrics."""
+    from siyu.metrics import attribution
+    from siyu.org.permissions import permissions_on
+    from siyu.org.queries import brand_ref
+
+    if not (sop.holdout_pct or sop.counts.holdout):
+        return None
+    if "metrics.read" not in permissions_on(con.actor, brand_ref(b)):
+        return None
+    eff = attribution.sop_effect(con.db, con.actor, b, sop.key, window_days=window)
+    return eff.as_dict()
+
+
 @router.get("/b/{brand}/sops/{sop}")
-def detail(brand: str, sop: str, con: Con, done: str = "") -> Response:
+def detail(brand: str, sop: str, con: Con, done: str = "", window: int = 14) -> Response:
     b = con.brand(brand, "customers.read")
-    return detail_page(con, b, sop, notice=_notice(done, ""))
+    window = window if window in EFFECT_WINDOWS else 14
+    return detail_page(con, b, sop, notice=_notice(done, ""), window=window)
 
 
 @router.post("/b/{brand}/sops/{sop}/edit")
