@@ -24,8 +24,12 @@ def test_kpi_table_and_drill_down(client: Any, db: Session, story: Any) -> None:
     values = body["rows"][0]["values"]
     assert values["diverted_customers"]["value"] == 3  # B, C, G
     assert values["gmv"]["value"] == 35000
-    assert values["koc_content_published"]["value"] is None
-    assert values["koc_content_published"]["note"]
+    assert values["koc_content_published"] == {
+        "value": 0,
+        "numerator": 0,
+        "denominator": None,
+        "note": None,
+    }
     r = client.get(
         f"{BASE}/kpis", params={**NOV, "group_by": "store", "kpi": ["gmv", "churn_rate"]}
     )
@@ -108,7 +112,7 @@ def test_bad_requests_are_clear(client: Any, db: Session, story: Any) -> None:  
     assert r.status_code == 422 and r.json()["code"] == "metrics.bad_period"
     r = client.get(f"{BASE}/kpis", params={**NOV, "group_by": "city"})
     assert r.status_code == 422
-    r = client.get(f"{BASE}/kpis/koc_content_published/customers", params=NOV)
-    assert r.status_code == 422 and r.json()["code"] == "metrics.kpi_pending"
+    r = client.get(f"{BASE}/kpis/koc_customers_brought/customers", params=NOV)
+    assert r.status_code == 200 and r.json()["total"] == 0
     r = client.get(f"{BASE}/sops/nope/effect")
     assert r.status_code == 404 and r.json()["code"] == "metrics.sop_not_found"

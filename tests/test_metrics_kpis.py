@@ -19,6 +19,11 @@ Times are 10:00 local unless said. Stores: SH01 and SH02 (region A-EAST), GZ01 (
     G  SH01          upserted and added 11-25 via "ad" by aguide; group 11-26 … 11-28
 
 Channel costs: poster 150 fen, ad 1800 fen per customer.
+
+KOC (``test_koc_kpis_by_hand``): approved notes N-A (by A, submitted 11-05), N-OCT (by A,
+10-15) and N-STAFF (by a staff member, 11-20); N-REJ (by F, 11-10) was rejected. The mall
+reported clicks naming them: A on N-OCT 10-20 and on N-A 11-07, B on N-A 11-02 11:00, C on
+N-REJ 11-12.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from siyu.org.queries import access_brand
 START, END = date(2026, 11, 1), date(2026, 11, 30)
 AS_OF = datetime(2026, 12, 20, 0, 0, tzinfo=UTC)
 PHONE = {k: f"1390000000{i}" for i, k in enumerate("ABCDEFG", start=1)}
+NOTES = {k: f"01KOCN0TE{i:017d}" for i, k in enumerate(("N-A", "N-OCT", "N-STAFF", "N-REJ"))}
 
 
 def ev(eid: str, etype: str, when: str, who: str, **props: Any) -> dict[str, Any]:
@@ -117,6 +123,10 @@ STORY = [
     added("g1", "2026-11-25", "G", "ad", "aguide"),
     ev("g2", "group_joined", "2026-11-26", "G", chat_id="wrSH01"),
     ev("g3", "group_left", "2026-11-28", "G", chat_id="wrSH01"),
+    ev("k1", "content_clicked", "2026-10-20", "A", content_id=NOTES["N-OCT"]),
+    ev("k2", "content_clicked", "2026-11-07", "A", content_id=NOTES["N-A"]),
+    ev("k3", "content_clicked", "2026-11-02T11:00:00+08:00", "B", content_id=NOTES["N-A"]),
+    ev("k4", "content_clicked", "2026-11-12", "C", content_id=NOTES["N-REJ"]),
 ]  # fmt: skip
 
 
@@ -171,9 +181,8 @@ def test_every_kpi_by_hand(db: Session, story: Any) -> None:
     # GMV while a friend: A 10000 + 5000, B 20000 (C's 11-01 order was before the add, D is
     # not a friend) = 35000 fen
     assert v["gmv"].value == 35000
-    # KOC: pending the content package
-    assert v["koc_content_published"].value is None and v["koc_content_published"].note
-    assert v["koc_customers_brought"].value is None
+    # KOC: no notes in this story (``test_koc_kpis_by_hand`` adds them)
+    assert v["koc_content_published"].value == 0 and v["koc_customers_brought"].value == 0
     # referred: C
     assert v["referred_customers"].value == 1
     # repurchase among private-domain buyers: A (2 orders), B (1) → 1 / 2
@@ -265,3 +274,77 @@ def test_bad_requests(db: Session, story: Any) -> None:
     with pytest.raises(MetricsInvalid) as exc:
         table(db, story, kpis=["nps"])
     assert exc.value.code == "metrics.unknown_kpi"
+
+
+def koc_notes(db: Session, brand: Any) -> None:
+    from sqlalchemy import select
+
+    from siyu.content.models import KocNote
+    from siyu.org.models import Staff
+
+    guide = db.scalar(select(Staff.id).where(Staff.username == "a.guide"))
+    for key, who, status, day in (
+        ("N-A", "A", "approved", "2026-11-05"),
+        ("N-OCT", "A", "approved", "2026-10-15"),
+        ("N-STAFF", None, "approved", "2026-11-20"),
+        ("N-REJ", "F", "rejected", "2026-11-10"),
+    ):
+        db.add(
+            KocNote(
+                id=NOTES[key],
+                brand_id=brand.id,
+                customer_id=customer_id(db, brand, who) if who else None,
+                staff_id=None if who else guide,
+                platform="xiaohongshu",
+                url=f"https://www.xiaohongshu.com/explore/{NOTES[key].lower()}",
+                title=key,
+                status=status,
+                created_at=datetime.fromisoformat(f"{day}T02:00:00+00:00"),
+            )
+        )
+    db.commit()
+
+
+def test_koc_kpis_by_hand(db: Session, story: Any) -> None:
+    koc_notes(db, story)
+    v = table(db, story).row("all").values
+    # published in Nov: N-A (A) and N-STAFF (staff) = 2; N-OCT is October's, N-REJ rejected
+    assert v["koc_content_published"].value == 2
+    # brought in Nov: B (first touch N-A on 11-02); A's first touch was N-OCT in October;
+    # C's click names a rejected note
+    assert v["koc_customers_brought"].value == 1
+    by_store = {r.group: r.values for r in table(db, story, group_by="store").rows}
+    # A and B are SH01's; the staff member's note belongs to no customer: group (none)
+    assert by_store["A-SH01"]["koc_content_published"].value == 1
+    assert by_store["A-SH01"]["koc_customers_brought"].value == 1
+    assert by_store["(none)"]["koc_content_published"].value == 1
+    assert all(r["koc_customers_brought"].value == 0 for g, r in by_store.items() if g != "A-SH01")
+    # October: N-OCT published, A brought (10-20)
+    oct_ = (
+        m.compute_kpis(
+            db, SYSTEM, story, start=date(2026, 10, 1), end=date(2026, 10, 31), as_of=AS_OF
+        )
+        .row("all")
+        .values
+    )
+    assert oct_["koc_content_published"].value == 1 and oct_["koc_customers_brought"].value == 1
+    # the customers behind: B
+    page = m.customers_behind(
+        db, SYSTEM, story, "koc_customers_brought", start=START, end=END, as_of=AS_OF
+    )
+    assert page.total == 1 and [c.id for c in page.customers] == [customer_id(db, story, "B")]
+    # SH01's manager sees A's note and B; the staff member's note counts only brand-wide
+    mgr = table(db, story, actor=staff(db, "a.sh01mgr")).row("all").values
+    assert mgr["koc_content_published"].value == 1 and mgr["koc_customers_brought"].value == 1
+
+
+def customer_id(db: Session, brand: Any, who: str) -> str:
+    from sqlalchemy import select
+
+    from siyu.customers import vault
+    from siyu.customers.models import Identity
+
+    h = vault.match_hash(brand.id, "phone", PHONE[who])
+    cid = db.scalar(select(Identity.customer_id).where(Identity.value_hash == h))
+    assert cid
+    return cid

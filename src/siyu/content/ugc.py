@@ -775,7 +775,7 @@ def _customers_of(db: Session, brand: Brand, keys: set[str]) -> dict[str, str]:
     return {f"{t}:{h}": str(cid) for cid, t, h in rows if cid}
 
 
-def _survivors(db: Session, brand: Brand, ids: set[str]) -> dict[str, str]:
+def survivors(db: Session, brand: Brand, ids: set[str]) -> dict[str, str]:
     """Customer id → the id it lives on as (a merged customer's survivor)."""
     out = {i: i for i in ids}
     merged = db.execute(
@@ -835,16 +835,16 @@ def _orders(db: Session, brand: Brand, ids: list[str], until: datetime) -> list[
     return rows
 
 
-def attribution(
-    db: Session, actor: Actor, brand: Brand, notes: list[KocNote], *, rows: bool = True
-) -> dict[str, NoteStats]:
-    """What each note brought (customers, new customers, orders, GMV in fen, counted clicks)
-    among the customers the actor may see. One lake pass for all the notes."""
-    authorize(actor, "customers.read", _ref(brand))
-    stats = {n.id: NoteStats(note_id=n.id, window_days=attribution_days(n)) for n in notes}
-    if not notes:
-        return stats
+def note_touches(
+    db: Session, brand: Brand, notes: list[KocNote], clicks: dict[str, int] | None = None
+) -> dict[str, dict[str, tuple[datetime, str]]]:
+    """Note id → {customer id: (first touch, via)} for every customer each note brought (the
+    attribution rules above; merged customers counted as their survivor; no data scope
+    applied). ``clicks``, when given, is filled with each note's counted clicks."""
     note_ids = [n.id for n in notes]
+    per_note: dict[str, dict[str, tuple[datetime, str]]] = {nid: {} for nid in note_ids}
+    if not notes:
+        return per_note
     codes: dict[str, str] = {}
     link_ids = [n.link_id for n in notes if n.link_id]
     if link_ids:
@@ -859,7 +859,6 @@ def attribution(
             )
             if nid
         }
-    per_note: dict[str, dict[str, tuple[datetime, str]]] = {nid: {} for nid in note_ids}
     counted = (
         LinkClick.brand_id == brand.id,
         LinkClick.koc_note_id.in_(note_ids),
@@ -868,7 +867,8 @@ def attribution(
     for nid, n in db.execute(
         select(LinkClick.koc_note_id, func.count()).where(*counted).group_by(LinkClick.koc_note_id)
     ):
-        stats[str(nid)].clicks = int(n)
+        if clicks is not None:
+            clicks[str(nid)] = int(n)
     for nid, cid, at in db.execute(
         select(LinkClick.koc_note_id, LinkClick.customer_id, func.min(LinkClick.at))
         .where(*counted, LinkClick.customer_id.is_not(None))
@@ -882,15 +882,34 @@ def attribution(
         if cid:
             _first(per_note[nid], cid, at, via)
     everyone = {cid for touches in per_note.values() for cid in touches}
-    alive = _survivors(db, brand, everyone)
-    visible = _in_scope(db, actor, brand, set(alive.values()))
+    alive = survivors(db, brand, everyone)
     for nid in note_ids:
         merged: dict[str, tuple[datetime, str]] = {}
         for cid, (at, via) in per_note[nid].items():
-            real = alive.get(cid, cid)
-            if real in visible:
-                _first(merged, real, at, via)
+            _first(merged, alive.get(cid, cid), at, via)
         per_note[nid] = merged
+    return per_note
+
+
+def attribution(
+    db: Session, actor: Actor, brand: Brand, notes: list[KocNote], *, rows: bool = True
+) -> dict[str, NoteStats]:
+    """What each note brought (customers, new customers, orders, GMV in fen, counted clicks)
+    among the customers the actor may see. One lake pass for all the notes."""
+    authorize(actor, "customers.read", _ref(brand))
+    stats = {n.id: NoteStats(note_id=n.id, window_days=attribution_days(n)) for n in notes}
+    if not notes:
+        return stats
+    note_ids = [n.id for n in notes]
+    clicks: dict[str, int] = {}
+    per_note = note_touches(db, brand, notes, clicks)
+    for nid, n in clicks.items():
+        stats[nid].clicks = n
+    visible = _in_scope(db, actor, brand, {cid for touches in per_note.values() for cid in touches})
+    per_note = {
+        nid: {cid: v for cid, v in touches.items() if cid in visible}
+        for nid, touches in per_note.items()
+    }
     targets = sorted({cid for touches in per_note.values() for cid in touches})
     latest = max(
         (

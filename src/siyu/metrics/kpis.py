@@ -231,6 +231,67 @@ def sop_members(db: Session, brand_id: str, before: datetime) -> tuple[Any, dict
     return table, {str(k): str(v) for k, v in names.items()}
 
 
+def koc_facts(
+    db: Session, brand: Brand, s: datetime, e: datetime, as_of: datetime
+) -> tuple[Any, int]:
+    """The KOC sides per customer for the period ``[s, e)``: ``published`` = approved notes
+    the customer authored, submitted in the period; ``brought`` = 1 when the customer's first
+    touch by any approved note (``content.ugc`` attribution: a WeCom add with the note's
+    state, a counted click on its link, a mall click naming it) falls in the period and before
+    ``as_of``. Also the number of approved notes staff wrote in the period (no customer)."""
+    import pyarrow as pa
+    from sqlalchemy import select
+
+    from siyu.content import ugc
+    from siyu.content.models import KocNote
+    from siyu.core.clock import as_utc
+
+    notes = list(
+        db.scalars(
+            select(KocNote).where(KocNote.brand_id == brand.id, KocNote.status == "approved")
+        )
+    )
+    end = min(e, as_utc(as_of))
+    first: dict[str, datetime] = {}
+    for touches in ugc.note_touches(db, brand, notes).values():
+        for cid, (at, _via) in touches.items():
+            if cid not in first or at < first[cid]:
+                first[cid] = at
+    authors = ugc.survivors(db, brand, {n.customer_id for n in notes if n.customer_id})
+    published: dict[str, int] = {}
+    by_staff = 0
+    for n in notes:
+        if not s <= as_utc(n.created_at) < end:
+            continue
+        if n.customer_id:
+            cid = authors.get(n.customer_id, n.customer_id)
+            published[cid] = published.get(cid, 0) + 1
+        else:
+            by_staff += 1
+    brought = {cid for cid, at in first.items() if s <= at < end}
+    ids = sorted(set(published) | brought)
+    table = pa.table(
+        {
+            "customer_id": pa.array(ids, pa.string()),
+            "published": pa.array([published.get(i, 0) for i in ids], pa.int64()),
+            "brought": pa.array([int(i in brought) for i in ids], pa.int64()),
+        }
+    )
+    return table, by_staff
+
+
+def _no_koc() -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "customer_id": pa.array([], pa.string()),
+            "published": pa.array([], pa.int64()),
+            "brought": pa.array([], pa.int64()),
+        }
+    )
+
+
 # ---------------------------------------------------------------- the engine
 
 
@@ -240,6 +301,7 @@ def connect(
     sopm: Any = None,
     threads: int | None = None,
     rollup: bool = True,
+    koc: Any = None,
 ) -> Any:
     """A new DuckDB connection with the brand's lake tables and the dimension registered;
     ``evh`` is the brand's history events, from the maintained rollup (``rollup``, brought up
@@ -285,6 +347,9 @@ def connect(
         )
     sopm = sopm.append_column("cix", pc.index_in(sopm.column("customer_id"), ids))
     con.register("sopm", sopm.filter(pc.is_valid(sopm.column("cix"))))
+    koc = _no_koc() if koc is None else koc
+    koc = koc.append_column("cix", pc.index_in(koc.column("customer_id"), ids))
+    con.register("kocx", koc.filter(pc.is_valid(koc.column("cix"))))
     return con
 
 
@@ -335,6 +400,7 @@ def compute(
     sopm: Any = None,
     threads: int | None = None,
     rollup: bool = True,
+    koc: Any = None,
 ) -> KpiTable:
     """The KPI table on a loaded dimension (no permission check here: ``dims`` is already
     the caller's scope)."""
@@ -347,7 +413,7 @@ def compute(
     as_of = as_of or datetime.now(UTC)
     t0 = time.perf_counter()
     window = Window(start, end, dims.tz, params, as_of)
-    con = connect(dims, costs, sopm, threads, rollup)
+    con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
         text = sql.overview_sql(group_by)
         result: pa.Table = con.execute(text, used(text, window.bind())).fetch_arrow_table()
@@ -403,7 +469,12 @@ def compute_kpis(
     code_names: dict[str, str] = {}
     costs = channel_costs(db, brand.id, code_names)
     dims.labels["channel_code"] = code_names
-    return compute(
+    as_of = as_of or datetime.now(UTC)
+    koc, by_staff = None, 0
+    if any(k.startswith("koc_") for k in check_kpis(kpis)):
+        bound = Window(start, end, brand.timezone, params or Params(), as_of).bind()
+        koc, by_staff = koc_facts(db, brand, bound["s"], bound["e"], as_of)
+    table = compute(
         dims,
         start=start,
         end=end,
@@ -413,7 +484,26 @@ def compute_kpis(
         as_of=as_of,
         costs=costs,
         sopm=sopm,
+        koc=koc,
     )
+    if by_staff and not dims.scoped and "koc_content_published" in table.kpis:
+        _add_staff_notes(table, by_staff)
+    return table
+
+
+def _add_staff_notes(table: KpiTable, n: int) -> None:
+    """Notes written by staff belong to no customer: they count in the brand's total (the
+    ``all`` row), or in the ``(none)`` group of a grouped table (added when missing)."""
+    group = "all" if table.group_by is None else "(none)"
+    try:
+        row = table.row(group)
+    except KeyError:
+        empty = {c: 0 for c in sql.SUMS} | {"received": 0, "answered": 0, "median_minutes": None}
+        row = KpiRow(group, group, 0, _values(empty, table.kpis))
+        table.rows.append(row)
+    v = row.values["koc_content_published"]
+    total = int(v.value or 0) + n
+    row.values["koc_content_published"] = KpiValue(total, total)
 
 
 # ---------------------------------------------------------------- drill-down
@@ -455,6 +545,7 @@ def customer_ids_behind(
     sopm: Any = None,
     threads: int | None = None,
     rollup: bool = True,
+    koc: Any = None,
 ) -> tuple[list[str], int]:
     """Customer ids (sorted, one page) counted in ``kpi``'s numerator (or denominator) for
     one group, and how many there are in all."""
@@ -469,7 +560,7 @@ def customer_ids_behind(
         raise MetricsInvalid("metrics.bad_page")
     window = Window(start, end, dims.tz, params or Params(), as_of or datetime.now(UTC))
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
-    con = connect(dims, costs, sopm, threads, rollup)
+    con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
         text = sql.drill_sql(group_by, _condition(kpi, side))
         got = con.execute(text, used(text, bind)).fetchall()
@@ -503,6 +594,11 @@ def customers_behind(
     if group_by == "sop":
         before = Window(start, end, brand.timezone, Params(), datetime.now(UTC)).bind()["e"]
         sopm = sop_members(db, brand.id, before)[0]
+    koc = None
+    if kpi.startswith("koc_"):
+        at = as_of or datetime.now(UTC)
+        bound = Window(start, end, brand.timezone, params or Params(), at).bind()
+        koc = koc_facts(db, brand, bound["s"], bound["e"], at)[0]
     ids, total = customer_ids_behind(
         dims,
         kpi,
@@ -517,6 +613,7 @@ def customers_behind(
         as_of=as_of,
         costs=channel_costs(db, brand.id),
         sopm=sopm,
+        koc=koc,
     )
     rows = customer_queries.rows_by_id(db, actor, brand, ids)
     return CustomerPage(

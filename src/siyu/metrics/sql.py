@@ -176,6 +176,8 @@ pc AS (
       THEN coalesce(val.net, 0) ELSE 0 END AS value_fen,
     CAST(mem.customer_id IS NOT NULL AND coalesce(pf.n_int, 0) > 0 AS INTEGER)
       AS active_member,
+    coalesce(kx.published, 0) AS koc_published,
+    coalesce(kx.brought, 0) AS koc_brought,
     CAST(fr.added_at < $e_us AND (fr.deleted_at IS NULL OR fr.deleted_at >= $s_us)
          AND ge.last_join IS NOT NULL
          AND (ge.last_left IS NULL OR ge.last_left < ge.last_join OR ge.last_left >= $s_us)
@@ -187,6 +189,7 @@ pc AS (
   LEFT JOIN ge ON ge.customer_id = d.customer_id
   LEFT JOIN val ON val.customer_id = d.customer_id
   LEFT JOIN mem ON mem.customer_id = d.customer_id
+  LEFT JOIN kocx kx ON kx.cix = d.customer_id
   LEFT JOIN cost c ON c.code = fr.channel_code
 ),
 snt AS (
@@ -229,6 +232,8 @@ SUMS = (
     "value_fen",
     "active_member",
     "in_group",
+    "koc_published",
+    "koc_brought",
 )
 
 # KPI → (numerator column, denominator column or None); the response time is apart
@@ -242,6 +247,8 @@ SIDES: dict[str, tuple[str, str | None]] = {
     "interaction_rate": ("interacted", "friend_period"),
     "gmv": ("gmv", None),
     "referred_customers": ("referred", None),
+    "koc_content_published": ("koc_published", None),
+    "koc_customers_brought": ("koc_brought", None),
     "repurchase_rate": ("repurchaser", "buyer"),
     "value_365": ("value_fen", "friend_end"),
     "active_members": ("active_member", None),
