@@ -66,3 +66,42 @@ def test_bad_dimension(db: Session, story: Any) -> None:  # noqa: F811
     with pytest.raises(MetricsInvalid) as exc:
         co.cohorts(db, SYSTEM, story, start=START, end=END, by="guide")
     assert exc.value.code == "metrics.bad_dimension"
+
+
+def test_customers_behind_a_cohort_cell(db: Session, story: Any) -> None:  # noqa: F811
+    from siyu.metrics import scope
+    from tests.test_metrics_kpis import customer_id
+
+    dims = scope.load(db, SYSTEM, story)
+    B, C, G = (customer_id(db, story, w) for w in "BCG")
+
+    def ids(**kw: Any) -> tuple[set[str], int]:
+        got, total = co.cohort_customer_ids(dims, as_of=AS_OF, **kw)
+        return set(got), total
+
+    # November's cohort: B, C, G; at the end of November (k = 0) C and G are still friends
+    assert ids(month=date(2026, 11, 1)) == ({B, C, G}, 3)
+    assert ids(month=date(2026, 11, 1), k=0, measure="retained") == ({C, G}, 2)
+    assert ids(month=date(2026, 11, 1), k=0, measure="repurchased") == (set(), 0)
+    # October's (A): repurchased by the end of November (k = 1), not of October (k = 0)
+    a = customer_id(db, story, "A")
+    assert ids(month=date(2026, 10, 1), k=1, measure="repurchased") == ({a}, 1)
+    assert ids(month=date(2026, 10, 1), k=0, measure="repurchased") == (set(), 0)
+    # by channel code: November's poster cohort is B, deleted before the month ended
+    assert ids(month=date(2026, 11, 1), by="channel_code", group="poster") == ({B}, 1)
+    assert ids(month=date(2026, 11, 1), by="channel_code", group="poster", measure="retained") == (
+        set(),
+        0,
+    )
+    # a page, and only the days of the table that showed the cell
+    got, total = co.cohort_customer_ids(
+        dims, month=date(2026, 11, 1), page_size=2, page=2, as_of=AS_OF
+    )
+    assert total == 3 and len(got) == 1
+    assert ids(month=date(2026, 11, 1), within=(date(2026, 11, 1), date(2026, 11, 10))) == (
+        {B, C},
+        2,
+    )
+    with pytest.raises(MetricsInvalid) as exc:
+        co.cohort_customer_ids(dims, month=date(2026, 11, 1), measure="gmv")
+    assert exc.value.code == "metrics.bad_measure"

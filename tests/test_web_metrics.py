@@ -57,6 +57,9 @@ def test_store_manager_sees_only_their_store(client: Any, db: Session, story: An
     assert other.status_code == 200 and behind(other.text) == 0
     brand_wide = client.get(f"{B}/customers?kpi=diverted_customers&{NOV}").text
     assert behind(brand_wide) == 2 and "139****0003" not in brand_wide
+    # a cohort cell lists only their customers too: November's cohort is B, C, G brand-wide
+    cohort = client.get(f"{B}/cohorts/customers?month=2026-11&measure=size&{NOV}").text
+    assert behind(cohort) == 2 and "139****0003" not in cohort
     # the leaderboard: only guides of their customers
     board = client.get(f"{B}/leaderboard?kpi=gmv&{NOV}").text
     assert len(groups(board, "leaderboard")) == 1 and "A.GUIDE" in board
@@ -91,8 +94,22 @@ def test_admin_drills_region_store_guide_down_to_customers(
     # the churn denominator (friends on 11-01: A, E, F)
     den = client.get(f"{B}/customers?kpi=churn_rate&side=denominator&{NOV}").text
     assert behind(den) == 3
-    assert client.get(f"{B}/cohorts?start=2026-08-01&{NOV[-14:]}").status_code == 200
+    cohorts = client.get(f"{B}/cohorts?start=2026-08-01&{NOV[-14:]}")
+    assert cohorts.status_code == 200
+    # every cohort cell is a link to its customers (November's cohort: B, C and G)
+    cell = re.search(r'href="(/b/a-coffee/metrics/cohorts/customers\?[^"]*month=2026-11[^"]*)"',
+                     cohorts.text)  # fmt: skip
+    assert cell, cohorts.text[:3000]
+    page = client.get(cell.group(1).replace("&amp;", "&")).text
+    assert behind(page) == 3 and "139****0002" in page and "139****0003" in page
+    assert "data-links=" in cohorts.text
     assert client.get(f"{B}/channels?{NOV}").status_code == 200
+    # KOC: the customers a note brought are behind the number too (B, from N-A on 11-02)
+    from tests.test_metrics_kpis import koc_notes
+
+    koc_notes(db, story)
+    koc = client.get(f"{B}/customers?kpi=koc_customers_brought&{NOV}").text
+    assert behind(koc) == 1 and "139****0002" in koc
     bad = client.get(f"{B}?start=2026-12-01&end=2026-11-01")
     assert bad.status_code == 422
 

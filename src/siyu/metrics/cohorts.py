@@ -147,6 +147,89 @@ def cohorts(
     return cohorts_on(dims, start=start, end=end, by=by, months=months, as_of=as_of)
 
 
+MEASURES = ("size", "retained", "repurchased")
+
+
+def _cohort_members_sql(by: str | None, measure: str) -> str:
+    cond = {
+        "size": "true",
+        "retained": "co.deleted_at IS NULL OR co.deleted_at >= $month_end",
+        "repurchased": "ord.second_at IS NOT NULL AND ord.second_at < $month_end",
+    }[measure]
+    return f"""WITH {sql.FRIENDS},
+co AS (
+  SELECT fr.customer_id, fr.added_at, fr.deleted_at, {_by(by)} AS g
+  FROM fr JOIN dim d ON d.customer_id = fr.customer_id
+  WHERE fr.added_at >= $s AND fr.added_at < $e
+),
+ord AS (
+  SELECT co.customer_id,
+    list_sort(list(o.occurred_at))[2] AS second_at
+  FROM co JOIN idm m ON m.customer_id = co.customer_id
+  JOIN od o ON o.identity_key = m.identity_key
+  WHERE o.kind = 'paid' AND o.dt >= $start_day AND o.occurred_at >= co.added_at
+    AND o.occurred_at < $asof
+  GROUP BY co.customer_id
+)
+SELECT co.customer_id, count(*) OVER () AS total
+FROM co LEFT JOIN ord ON ord.customer_id = co.customer_id
+WHERE co.g = $g AND ({cond})
+ORDER BY co.customer_id LIMIT $limit OFFSET $offset"""  # noqa: S608 - fixed fragments
+
+
+def cohort_customer_ids(
+    dims: dim_scope.Dimensions,
+    *,
+    month: date,
+    by: str | None = None,
+    group: str = "all",
+    k: int = 0,
+    measure: str = "size",
+    page: int = 1,
+    page_size: int = 50,
+    as_of: datetime | None = None,
+    within: tuple[date, date] | None = None,
+) -> tuple[list[str], int]:
+    """The customers behind one cohort cell: the cohort acquired in ``month`` (brand-local,
+    any day of it; only the days inside ``within`` when given, as the table that showed the
+    cell) and ``group`` (``size``), or those of them still a friend (``retained``) or with a
+    second paid order (``repurchased``) at the end of month ``k``; one page of ids (sorted)
+    and how many there are."""
+    from calendar import monthrange
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    if measure not in MEASURES:
+        raise MetricsInvalid("metrics.bad_measure", measure=measure, allowed=", ".join(MEASURES))
+    if not 0 <= k <= MAX_MONTHS:
+        raise MetricsInvalid("metrics.bad_window", max=MAX_MONTHS)
+    if page < 1 or not 1 <= page_size <= 500:
+        raise MetricsInvalid("metrics.bad_page")
+    first = month.replace(day=1)
+    last = first.replace(day=monthrange(first.year, first.month)[1])
+    lo, hi = (max(first, within[0]), min(last, within[1])) if within else (first, last)
+    if hi < lo:
+        return [], 0
+    as_of = as_of or datetime.now(UTC)
+    bind = Window(lo, hi, dims.tz, Params(), as_of).bind()
+    end_month = first
+    for _ in range(k + 1):
+        end_month = (end_month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    month_end = datetime.combine(end_month, datetime.min.time(), ZoneInfo(dims.tz)).astimezone(UTC)
+    used = {k2: bind[k2] for k2 in ("s", "e", "asof", "asof_day", "start_day")}
+    text = _cohort_members_sql(by, measure)
+    params = used | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
+    if measure != "size":
+        params["month_end"] = month_end
+    con = connect(dims)
+    try:
+        got = con.execute(text, params).fetchall()
+    finally:
+        con.close()
+    total = int(got[0][1]) if got else 0
+    return [str(r[0]) for r in got], total
+
+
 # ---------------------------------------------------------------- value per channel / store
 
 

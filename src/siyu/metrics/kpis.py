@@ -280,6 +280,15 @@ def koc_facts(
     return table, by_staff
 
 
+def koc_period(
+    db: Session, brand: Brand, start: date, end: date, as_of: datetime | None = None
+) -> tuple[Any, int]:
+    """:func:`koc_facts` for the brand-local days ``start``…``end``."""
+    at = as_of or datetime.now(UTC)
+    bound = Window(start, end, brand.timezone, Params(), at).bind()
+    return koc_facts(db, brand, bound["s"], bound["e"], at)
+
+
 def _no_koc() -> Any:
     import pyarrow as pa
 
@@ -472,8 +481,7 @@ def compute_kpis(
     as_of = as_of or datetime.now(UTC)
     koc, by_staff = None, 0
     if any(k.startswith("koc_") for k in check_kpis(kpis)):
-        bound = Window(start, end, brand.timezone, params or Params(), as_of).bind()
-        koc, by_staff = koc_facts(db, brand, bound["s"], bound["e"], as_of)
+        koc, by_staff = koc_period(db, brand, start, end, as_of)
     table = compute(
         dims,
         start=start,
@@ -596,9 +604,7 @@ def customers_behind(
         sopm = sop_members(db, brand.id, before)[0]
     koc = None
     if kpi.startswith("koc_"):
-        at = as_of or datetime.now(UTC)
-        bound = Window(start, end, brand.timezone, params or Params(), at).bind()
-        koc = koc_facts(db, brand, bound["s"], bound["e"], at)[0]
+        koc = koc_period(db, brand, start, end, as_of)[0]
     ids, total = customer_ids_behind(
         dims,
         kpi,

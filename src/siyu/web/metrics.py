@@ -224,6 +224,18 @@ def leaderboard(brand: str, con: Con, kpi: str = "gmv", start: str = "", end: st
 # ---------------------------------------------------------------- cohorts and channels
 
 
+def cohort_links(b: Brand, p: Period, table: Any, measure: str) -> list[list[str]]:
+    """Per cohort row, per month k: the page of the customers behind that heatmap cell."""
+    out = []
+    for c in table.cohorts:
+        row = []
+        for k in range(table.months + 1):
+            q = p.query(by=table.by or "", month=c.month, group=c.group, k=k, measure=measure)
+            row.append(f"/b/{b.slug}/metrics/cohorts/customers?{q}")
+        out.append(row)
+    return out
+
+
 def heatmap(table: Any, metric: str, title: str) -> dict[str, Any]:
     """ECharts option: cohort months (rows) × months since acquisition (columns), in %."""
     cohorts = [c for c in table.cohorts]
@@ -282,6 +294,69 @@ def cohort_page(
             by=by,
             retention=heatmap(table, "retention", t["retention_rate"]["name"]),
             repurchase=heatmap(table, "repurchase", t["repurchase_rate"]["name"]),
+            retained_links=cohort_links(b, p, table, "retained"),
+            repurchased_links=cohort_links(b, p, table, "repurchased"),
+        ),
+    )
+
+
+@router.get("/b/{brand}/metrics/cohorts/customers")
+def cohort_customers(
+    brand: str,
+    con: Con,
+    month: str = "",
+    by: str = "",
+    group: str = "all",
+    k: int = 0,
+    measure: str = "size",
+    start: str = "",
+    end: str = "",
+    page_no: int = 1,
+) -> Response:
+    """The customers behind one cohort cell (masked, in the viewer's data scope)."""
+    from siyu.customers import queries as customer_queries
+    from siyu.metrics import cohorts, scope
+
+    b = con.brand(brand, READ)
+    p = period_of(b, start, end)
+    try:
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError as exc:
+        raise Invalid("metrics.bad_period", start=month, end=month) from exc
+    if by and by not in cohorts.BYS:
+        raise Invalid("metrics.bad_dimension", by=by, allowed=", ".join(cohorts.BYS))
+    dims = scope.load(con.db, con.actor, b)
+    ids, total = cohorts.cohort_customer_ids(
+        dims,
+        month=first,
+        by=by or None,
+        group=group,
+        k=k,
+        measure=measure,
+        page=max(1, page_no),
+        page_size=PAGE_SIZE,
+        within=(p.start, p.end) if start else None,
+    )
+    rows = customer_queries.rows_by_id(con.db, con.actor, b, ids)
+    return page(
+        con,
+        "metrics_cohort_customers.html",
+        b,
+        "metrics",
+        **_base(
+            con,
+            b,
+            "cohorts",
+            p,
+            month=month,
+            by=by,
+            group=group,
+            k=k,
+            measure=measure,
+            total=total,
+            customers=[rows[i] for i in ids if i in rows],
+            page_no=max(1, page_no),
+            pages=max(1, -(-total // PAGE_SIZE)),
         ),
     )
 
@@ -336,6 +411,9 @@ def customers(
         from siyu.metrics import scope
 
         dims = scope.load(con.db, con.actor, b)
+    koc = None
+    if kpi.startswith("koc_"):
+        koc = kpis.koc_period(con.db, b, p.start, p.end)[0]
     ids, total = kpis.customer_ids_behind(
         dims,
         kpi,
@@ -347,6 +425,7 @@ def customers(
         page=max(1, page_no),
         page_size=PAGE_SIZE,
         costs=kpis.channel_costs(con.db, b.id),
+        koc=koc,
     )
     rows = customer_queries.rows_by_id(con.db, con.actor, b, ids)
     listed = [rows[i] for i in ids if i in rows]

@@ -28,6 +28,15 @@
         el.dataset.chartReady = "1";
         var chart = echarts.init(el, null, { renderer: "svg" });
         chart.setOption(JSON.parse(el.dataset.chart));
+        if (el.dataset.links) {
+          // a heatmap cell [x, y, value] opens the customers behind it
+          var links = JSON.parse(el.dataset.links);
+          chart.on("click", function (p) {
+            var d = p.data || [];
+            var url = links[d[1]] && links[d[1]][d[0]];
+            if (url) window.location.assign(url);
+          });
+        }
       });
     });
   }
