@@ -348,3 +348,32 @@ def customer_id(db: Session, brand: Any, who: str) -> str:
     cid = db.scalar(select(Identity.customer_id).where(Identity.value_hash == h))
     assert cid
     return cid
+
+
+def test_cost_of_a_wecom_channel_code_without_a_metrics_cost(db: Session, story: Any) -> None:
+    from sqlalchemy import delete
+
+    from siyu.metrics.models import ChannelCode
+    from siyu.wecom.models import WecomContact, WecomContactWay
+
+    # the WeCom channel codes carry their total cost; the mirrored contacts say who came
+    for state, cost, who in (("ad", 9000, "ECG"), ("xhs", 5000, "XY")):
+        db.add(WecomContactWay(brand_id=story.id, state=state, name=f"码 {state}", cost_fen=cost))
+        for w in who:
+            db.add(
+                WecomContact(
+                    brand_id=story.id, external_userid=f"wm{w}", staff_userid="aguide", state=state
+                )
+            )
+    db.commit()
+    names: dict[str, str] = {}
+    # the metrics' own cost wins (ad: 1800); a code only WeCom knows costs 5000 / 2 = 2500
+    assert m.channel_costs(db, story.id, names) == {"poster": 150, "ad": 1800, "xhs": 2500}
+    assert names["xhs"] == "码 xhs"
+    # without a metrics cost for "ad": 9000 / 3 friends = 3000 each; November's diverted are
+    # B (poster 150), C and G (ad 3000 each) → 6150 / 3 = 2050
+    db.execute(delete(ChannelCode).where(ChannelCode.code == "ad"))
+    db.commit()
+    v = table(db, story).row("all").values
+    assert (v["cost_per_diverted"].numerator, v["cost_per_diverted"].denominator) == (6150, 3)
+    assert v["cost_per_diverted"].value == 2050

@@ -185,22 +185,30 @@ def check_kpis(kpis: list[str] | None) -> list[str]:
 def channel_costs(
     db: Session, brand_id: str, names: dict[str, str] | None = None
 ) -> dict[str, int]:
-    """Channel code → cost per acquired customer (fen) (``metrics_channel_codes``); fills
-    ``names`` (code → display name) when given."""
+    """Channel code → cost per acquired customer (fen): the cost set in the metrics
+    (``metrics_channel_codes``), else — for a WeCom channel code (``wecom_contact_ways``)
+    created with its total cost — that cost ÷ the friends it brought. Fills ``names`` (code →
+    display name) when given."""
     from sqlalchemy import select
 
     from siyu.metrics.models import ChannelCode
+    from siyu.wecom.ways import costs_per_friend
 
     rows = db.execute(
         select(ChannelCode.code, ChannelCode.cost_per_customer_fen, ChannelCode.name).where(
             ChannelCode.brand_id == brand_id
         )
     )
-    out = {}
+    out: dict[str, int] = {}
     for code, cost, name in rows:
         out[code] = int(cost or 0)
         if names is not None and name:
             names[code] = name
+    for code, (cost, name) in costs_per_friend(db, brand_id).items():
+        if code not in out:
+            out[code] = cost
+            if names is not None and name and code not in names:
+                names[code] = name
     return out
 
 

@@ -115,14 +115,36 @@ def _out(w: WecomContactWay, friends: int) -> ContactWayOut:
     )
 
 
-def list_ways(db: Session, brand: Brand) -> list[ContactWayOut]:
-    friends = dict(
-        db.execute(
+def friends_by_state(db: Session, brand_id: str) -> dict[str, int]:
+    """State → distinct WeCom customers who added through it (the mirrored contacts)."""
+    return {
+        str(state): int(n)
+        for state, n in db.execute(
             select(WecomContact.state, func.count(func.distinct(WecomContact.external_userid)))
-            .where(WecomContact.brand_id == brand.id, WecomContact.state.is_not(None))
+            .where(WecomContact.brand_id == brand_id, WecomContact.state.is_not(None))
             .group_by(WecomContact.state)
-        ).all()
-    )
+        )
+    }
+
+
+def costs_per_friend(db: Session, brand_id: str) -> dict[str, tuple[int, str]]:
+    """State → (cost per acquired friend in fen, the code's name) for the brand's channel
+    codes that carry a cost and have brought at least one friend."""
+    friends = friends_by_state(db, brand_id)
+    out: dict[str, tuple[int, str]] = {}
+    for w in db.scalars(
+        select(WecomContactWay).where(
+            WecomContactWay.brand_id == brand_id, WecomContactWay.cost_fen > 0
+        )
+    ):
+        n = friends.get(w.state, 0)
+        if n:
+            out[w.state] = (w.cost_fen // n, w.name)
+    return out
+
+
+def list_ways(db: Session, brand: Brand) -> list[ContactWayOut]:
+    friends = friends_by_state(db, brand.id)
     return [
         _out(w, int(friends.get(w.state, 0)))
         for w in db.scalars(
