@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -251,6 +252,23 @@ def test_contracts_over_http(client: Any, db: Session, world: object) -> None:
     # 1,500 diverted beyond the scaled excess line of 1,400: 100 × ¥5
     over = contract_store.evaluate_contract(shown, {"diverted_customers": 1500})
     assert [s.bonus for s in over if s.kpi == "diverted_customers"] == [50_000]
+    # to date: 46 of the contract's 184 days (Jul 1 … Aug 15) → a quarter gone; 400 diverted
+    # so far sit on fail (below the scaled normal line, 700) but the pace projects 400 / 0.25
+    # = 1,600, beyond the excess line; a rate is already per unit and projects to itself
+    elapsed = contract_store.elapsed_share(shown, date(2026, 7, 1), date(2026, 8, 15))
+    assert elapsed == pytest.approx(46 / 184)
+    assert contract_store.elapsed_share(shown, date(2026, 8, 1), date(2026, 8, 15)) == 1.0
+    pace = {
+        s.kpi: s
+        for s in contract_store.evaluate_contract(
+            shown, {"diverted_customers": 400, "diversion_rate": 0.19}, elapsed=elapsed
+        )
+    }
+    d = pace["diverted_customers"]
+    assert d.line == "fail" and d.projected == pytest.approx(1600)
+    assert d.projected_line == "excess" and d.elapsed == pytest.approx(0.25)
+    r = pace["diversion_rate"]
+    assert r.projected == pytest.approx(0.19) and r.projected_line == "normal"
 
     # lines out of order: a clear error naming the KPI and the line
     bad = contract_body(key="bad")

@@ -167,6 +167,19 @@ def test_contracts_in_the_console(client: Any, db: Session, story: Any) -> None:
     assert 'data-factor="0.5"' in page
     overview = client.get(f"{B}?{NOV}").text
     assert 'data-line="excess"' in overview
+    # a contract still running: its count KPIs show where the pace so far would end
+    long = {**body, "key": "long", "name": "Long", "ends_on": "2036-10-31", "forecast": []}
+    long["kpis"] = [{"kpi": "diverted_customers", "fail": 0, "normal": 100, "good": 200,
+                     "excess": 300}]  # fmt: skip
+    r = client.post(
+        f"{B}/contracts",
+        data={"csrf_token": token, "definition": json.dumps(long)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    running = client.get(f"{B}/contracts/long").text
+    assert re.search(r'data-kpi="diverted_customers" data-line="fail"', running)
+    assert "data-projected=" in running and "按当前进度预计" in running
     # the lines form: rates typed in percent, a KPI added, a mistake kept on screen
     form = {
         "csrf_token": token,

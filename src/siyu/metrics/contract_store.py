@@ -467,13 +467,34 @@ class KpiStatusOut(BaseModel):
     to_next: float | None
     beyond_excess: float
     bonus: int = Field(description="fen")
+    elapsed: float = Field(default=1.0, description="share of the contract's days the value covers")
+    projected: float | None = Field(
+        default=None, description="the value at the contract's end at the pace so far"
+    )
+    projected_line: str | None = Field(
+        default=None, description="the line the projected value would sit on"
+    )
+
+
+def elapsed_share(contract: ContractOut, start: date, end: date) -> float:
+    """The share of the contract's days that ``start``…``end`` covers when it runs from the
+    contract's start (1.0 for any other window: nothing to project)."""
+    if start != contract.starts_on:
+        return 1.0
+    total = (contract.ends_on - contract.starts_on).days + 1
+    done = (min(end, contract.ends_on) - contract.starts_on).days + 1
+    return max(0.0, min(1.0, done / total)) if total > 0 else 1.0
 
 
 def evaluate_contract(
-    contract: ContractOut, values: dict[str, float | None], factor: float | None = None
+    contract: ContractOut,
+    values: dict[str, float | None],
+    factor: float | None = None,
+    elapsed: float = 1.0,
 ) -> list[KpiStatusOut]:
     """Each contracted KPI's status on ``values`` (KPI key → value; missing = no value),
-    count and amount lines scaled by the contract's traffic factor (or ``factor``)."""
+    count and amount lines scaled by the contract's traffic factor (or ``factor``); with
+    ``elapsed`` < 1 (a value to date), where the pace so far would end (``projected``)."""
     f = contract.traffic_factor if factor is None else factor
     out = []
     for k in contract.kpis:
@@ -482,6 +503,7 @@ def evaluate_contract(
         )
         ev = c.evaluate(k.kpi, k.kind, lines, values.get(k.kpi), factor=f, bonus_formula=k.bonus)
         st = ev.status
+        ahead = c.projected(ev.value, k.kind, elapsed)
         out.append(
             KpiStatusOut(
                 kpi=k.kpi,
@@ -496,6 +518,9 @@ def evaluate_contract(
                 to_next=st.to_next if st else None,
                 beyond_excess=st.beyond_excess if st else 0.0,
                 bonus=ev.bonus,
+                elapsed=round(elapsed, 6),
+                projected=ahead,
+                projected_line=None if ahead is None else c.status_of(ahead, ev.effective).line,
             )
         )
     return out

@@ -190,6 +190,17 @@ def scale_factor(committed: float, delivered: float | None) -> float:
     return max(0.0, delivered / committed)
 
 
+def projected(value: float | None, kind: str, elapsed: float) -> float | None:
+    """The value at the contract's end if the pace so far holds: count and amount KPIs
+    accumulate, so a value covering ``elapsed`` (0 < elapsed ≤ 1) of the contract's days
+    projects to ``value / elapsed``; rates and ratios are already per unit and stay."""
+    if value is None or not math.isfinite(value):
+        return None
+    if kind in SCALED_KINDS and 0.0 < elapsed < 1.0:
+        return value / elapsed
+    return value
+
+
 def effective_lines(lines: Lines, kind: str, factor: float) -> Lines:
     """The lines after a traffic shortfall: count and amount KPIs scale, rates and ratios
     do not (module doc)."""

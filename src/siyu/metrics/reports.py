@@ -364,7 +364,9 @@ def _status(
         return []
     t = kpi_engine.compute_kpis(db, actor, brand, start=start, end=end, kpis=keys, dims=dims)
     values = {k: (None if v is None else float(v)) for k, v in _values(t, "all", keys).items()}
-    return store.evaluate_contract(contract, values)
+    return store.evaluate_contract(
+        contract, values, elapsed=store.elapsed_share(contract, start, end)
+    )
 
 
 def contract_status(
