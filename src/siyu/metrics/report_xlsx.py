@@ -178,6 +178,8 @@ def render(report: Report) -> bytes:
             report.t("line_excess"),
             report.t("factor"),
             report.t("bonus"),
+            report.t("projected"),
+            report.t("projected_line"),
         ],
     )
     for r, s in enumerate(report.statuses, start=2):
@@ -192,6 +194,9 @@ def render(report: Report) -> bytes:
             _put(ws, r, i, s.effective[name], unit)
         _put(ws, r, 11, s.factor, "ratio")
         _put(ws, r, 12, s.bonus, "fen")
+        if s.elapsed < 1 and s.projected is not None:
+            _put(ws, r, 13, s.projected, unit)
+            _put(ws, r, 14, report.t(f"status.{s.projected_line}") if s.projected_line else "")
     if report.contract is not None:
         r = len(report.statuses) + 3
         ws.cell(row=r, column=1, value=report.contract.name).font = Font(bold=True)
