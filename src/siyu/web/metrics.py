@@ -319,6 +319,7 @@ def cohort_customers(
 
     b = con.brand(brand, READ)
     p = period_of(b, start, end)
+    month = month or p.start.strftime("%Y-%m")  # the period's first month by default
     try:
         first = date.fromisoformat(f"{month}-01")
     except ValueError as exc:
