@@ -1,6 +1,7 @@
 """Client reports: a weekly XLSX checked cell by cell against figures computed here from the
-raw story (not from the KPI engine), the HTML page, ``siyu report``, PDF availability, and a
-scheduled report e-mailed by ``siyu worker`` to a real local SMTP server."""
+raw story (not from the KPI engine), the HTML page, the PDF (its text read back with pypdf),
+``siyu report``, and a scheduled report e-mailed by ``siyu worker`` to a real local SMTP
+server."""
 
 from __future__ import annotations
 
@@ -176,15 +177,78 @@ def test_html_report_is_self_contained(db: Session, story: Any) -> None:  # noqa
     assert "良好" in html and "A 咖啡" in html
 
 
-def test_pdf_is_refused_cleanly_without_a_library(db: Session, story: Any) -> None:  # noqa: F811
+def pdf_text(data: bytes) -> tuple[int, list[str]]:
+    """(page count, text of each page) of a PDF, read back with pypdf."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    return len(reader.pages), [page.extract_text() for page in reader.pages]
+
+
+def test_weekly_pdf_holds_the_report(db: Session, story: Any) -> None:  # noqa: F811
+    contract(db, story)
+    built = reports.build(db, SYSTEM, story, "weekly", date(2026, 11, 4), "zh-CN")
+    data, media, name = reports.render(built, "pdf")
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert media == "application/pdf" and name == "a-coffee-weekly-2026-11-02.pdf"
+    assert b"/STSong-Light" in data and b"/FontFile" not in data  # the CID font, not embedded
+    pages, texts = pdf_text(data)
+    text = "\n".join(texts)
+    assert 1 <= pages <= 4
+    assert texts[0].startswith("A 咖啡 — 周报")  # the Chinese title round-trips
+    assert "2026-11-02" in text and "2026-11-08" in text and "UTC" in text
+    for label in ("核心指标", "合同达成 — November", "SOP 效果", "良好"):
+        assert label in text, label
+    assert "¥200.00" in text  # the week's GMV (20,000 fen), as the HTML shows it
+    assert "¥0.00" in text  # the GMV of the week before
+    # the contract's lines to date, scaled by the traffic factor: GMV's good line ¥150.00,
+    # excess ¥250.00 (¥50.00 to go); the four-band bars are drawn, not text
+    assert "¥150.00" in text and "¥250.00" in text and "¥50.00 → 超额" in text
+    assert "静安店" in text and "A.GUIDE" in text  # the stores and guides tables
+
+    en = reports.build(db, SYSTEM, story, "weekly", date(2026, 11, 4), "en")
+    _, texts = pdf_text(reports.render(en, "pdf")[0])
+    text = "\n".join(texts)
+    assert texts[0].startswith("A 咖啡 — Weekly report")
+    for label in ("Headline figures", "Contract status — November", "All KPIs", "Trend"):
+        assert label in text, label
+    assert "¥200.00" in text and "good" in text
+
+
+def test_pdf_tables_split_across_pages_with_their_header(db: Session, story: Any) -> None:  # noqa: F811
+    built = reports.build(db, SYSTEM, story, "monthly", date(2026, 11, 4), "en")
+    values = {k: 0.25 if built.kpi_unit(k) == "ratio" else 12345 for k in reports.HEADLINE}
+    built.sops = [  # far more SOPs than a page holds
+        reports.GroupFigure(f"sop{i:03d}", f"SOP number {i:03d}", i, dict(values))
+        for i in range(120)
+    ]
+    pages, texts = pdf_text(reports.render(built, "pdf")[0])
+    assert pages >= 3
+    holding = [i for i, t in enumerate(texts) if "SOP number" in t]
+    assert len(holding) >= 2  # the SOP table runs over more than one page …
+    for i in holding:  # … and each page it is on starts it with the header row
+        head = texts[i].index("Churn rate")
+        assert "Customers" in texts[i][:head] and head < texts[i].index("SOP number")
+    rows = [line for t in texts for line in t.splitlines() if line.startswith("SOP number")]
+    assert len(rows) == 120  # no row lost or doubled at a page break
+    assert "SOP number 119" in texts[holding[-1]]
+
+
+def test_pdf_is_refused_cleanly_without_reportlab(
+    db: Session,
+    story: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
     built = reports.build(db, SYSTEM, story, "daily", date(2026, 11, 4))
     assert (built.start, built.end) == (date(2026, 11, 4), date(2026, 11, 4))
-    if reports.pdf_available():
-        assert reports.render(built, "pdf")[0].startswith(b"%PDF")
-    else:
-        with pytest.raises(Invalid) as exc:
-            reports.render(built, "pdf")
-        assert exc.value.code == "metrics.pdf_unavailable"
+    assert reports.pdf_available()
+    monkeypatch.setitem(sys.modules, "reportlab", None)  # import reportlab → ImportError
+    assert not reports.pdf_available()
+    with pytest.raises(Invalid) as exc:
+        reports.render(built, "pdf")
+    assert exc.value.code == "metrics.pdf_unavailable"
 
 
 def test_periods() -> None:
@@ -227,11 +291,16 @@ def test_cli_writes_the_report(db: Session, story: Any, tmp_path: Any) -> None: 
     assert wb.sheetnames == list(SHEETS)
     bad = CliRunner().invoke(app, [*args, "--out", str(out), "--date", "04/11/2026"])
     assert bad.exit_code == 2
+    out = tmp_path / "week.pdf"
     pdf = CliRunner().invoke(
-        app, [*args[:-1], "pdf", "--out", str(tmp_path / "x.pdf"), "--date", "2026-11-04"]
+        app, [*args[:-1], "pdf", "--out", str(out), "--date", "2026-11-04", "--lang", "en"]
     )
-    if not reports.pdf_available():
-        assert pdf.exit_code == 2 and "metrics.pdf_unavailable" in pdf.output
+    assert pdf.exit_code == 0, pdf.output
+    assert "(pdf, " in pdf.output
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-")
+    _, texts = pdf_text(data)
+    assert texts[0].startswith("A 咖啡 — Weekly report") and "¥200.00" in "".join(texts)
 
 
 # ---------------------------------------------------------------- scheduled, e-mailed
@@ -359,9 +428,14 @@ def test_contract_status_and_reports_over_http(client: Any, db: Session, story: 
     html = client.get(f"{base}/reports/monthly?format=html&day=2026-11-04&lang=en", headers=h)
     assert html.status_code == 200 and "Monthly report" in html.text
     assert "¥350.00" in html.text  # November's GMV: 35,000 fen (the KPI tests' hand count)
-    if not reports.pdf_available():
-        pdf = client.get(f"{base}/reports/weekly?format=pdf", headers=h)
-        assert pdf.status_code == 422 and pdf.json()["code"] == "metrics.pdf_unavailable"
+    pdf = client.get(f"{base}/reports/monthly?format=pdf&day=2026-11-04&lang=en", headers=h)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.headers["content-disposition"] == (
+        'attachment; filename="a-coffee-monthly-2026-11-01.pdf"'
+    )
+    assert pdf.content.startswith(b"%PDF-")
+    _, texts = pdf_text(pdf.content)
+    assert "Monthly report" in texts[0] and "¥350.00" in "".join(texts)
 
 
 def test_notable_sop_results_carry_the_effect_over_the_holdout(db: Session, world: Any) -> None:
@@ -382,3 +456,20 @@ def test_notable_sop_results_carry_the_effect_over_the_holdout(db: Session, worl
     assert "SOP effect over the holdout" in cells and "唤醒" in cells
     html = reports.render(built, "html")[0].decode()
     assert 'data-sop="nudge"' in html and "significant" in html
+    _, texts = pdf_text(reports.render(built, "pdf")[0])
+    text = "\n".join(texts)
+    assert "SOP effect over the holdout" in text and "唤醒 [significant]" in text
+
+
+def test_a_pdf_schedule_mails_the_pdf(db: Session, story: Any) -> None:  # noqa: F811
+    import base64
+
+    body = reports.ScheduleIn(period="weekly", format="pdf", recipients=["c@brand.test"])
+    assert reports.create_schedule(db, SYSTEM, story, body).format == "pdf"
+    built = reports.build(db, SYSTEM, story, "weekly", date(2026, 11, 4), "en")
+    content = reports._mail(built, "pdf", "<html></html>")
+    (attached,) = content["attachments"]
+    assert attached["content_type"] == "application/pdf"
+    assert attached["filename"] == "a-coffee-weekly-2026-11-02.pdf"
+    assert base64.b64decode(attached["data"]).startswith(b"%PDF-")
+    assert "attachments" not in reports._mail(built, "html", "<html></html>")

@@ -206,11 +206,18 @@ def test_contracts_in_the_console(client: Any, db: Session, story: Any) -> None:
     assert re.search(r'data-kpi="diversion_rate" data-line="good"', page)
     assert re.search(r'data-kpi="gmv" data-line="excess"', page)
     # reports page and an HTML report in the console
-    assert client.get(f"{B}/reports").status_code == 200
+    listing = client.get(f"{B}/reports")
+    assert listing.status_code == 200
+    # PDF offered to generate and to schedule (ReportLab is a dependency)
+    assert listing.text.count('<option value="pdf">PDF</option>') == 4
     html = client.get(f"{B}/reports/weekly?format=html&day=2026-11-04")
     assert html.status_code == 200 and "¥200.00" in html.text
     xlsx = client.get(f"{B}/reports/weekly?format=xlsx&day=2026-11-04")
     assert xlsx.headers["content-disposition"].endswith('.xlsx"')
+    pdf = client.get(f"{B}/reports/weekly?format=pdf&day=2026-11-04")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.headers["content-disposition"].endswith('.pdf"')
+    assert pdf.content.startswith(b"%PDF-")
     r = client.post(
         f"{B}/reports/schedules",
         data={"csrf_token": token, "period": "weekly", "recipients": "nope"},
@@ -218,11 +225,17 @@ def test_contracts_in_the_console(client: Any, db: Session, story: Any) -> None:
     assert r.status_code == 422
     r = client.post(
         f"{B}/reports/schedules",
-        data={"csrf_token": token, "period": "weekly", "recipients": "c@brand.test"},
+        data={
+            "csrf_token": token,
+            "period": "weekly",
+            "format": "pdf",
+            "recipients": "c@brand.test",
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert "c@brand.test" in client.get(f"{B}/reports").text
+    listing = client.get(f"{B}/reports")
+    assert "c@brand.test" in listing.text and "<td>pdf</td>" in listing.text
     r = client.post(f"{B}/contracts/nov/delete", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303
     assert client.get(f"{B}/contracts/nov").status_code == 404

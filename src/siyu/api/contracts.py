@@ -84,8 +84,8 @@ def report(
     day: Annotated[date | None, Query(description="a day in the period; default: the last")] = None,
     lang: Annotated[Literal["zh-CN", "en"], Query()] = "zh-CN",
 ) -> Response:
-    """A client report for the period as a file: XLSX, self-contained HTML, or PDF where the
-    machine has a PDF library (else 422 ``metrics.pdf_unavailable``)."""
+    """A client report for the period as a file: XLSX, self-contained HTML, or PDF (A4,
+    rendered with ReportLab; 422 ``metrics.pdf_unavailable`` only where it is missing)."""
     b = access_brand(db, actor, brand, store.READ)
     built = reports.build(db, actor, b, period, day, lang)
     data, media, name = reports.render(built, format)

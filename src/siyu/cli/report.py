@@ -2,6 +2,7 @@
 
 siyu report --brand demo-coffee --period weekly --format xlsx --out week.xlsx
 siyu report --brand demo-coffee --period monthly --format html --out nov.html --date 2026-11-15
+siyu report --brand demo-coffee --period weekly --format pdf --out week.pdf --lang en
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def report(
     ] = "weekly",
     fmt: Annotated[
         Literal["xlsx", "html", "pdf"],
-        typer.Option(
-            "--format", help="xlsx, html (self-contained) or pdf (needs WeasyPrint installed)."
-        ),
+        typer.Option("--format", help="xlsx, html (self-contained) or pdf (A4)."),
     ] = "xlsx",
     day: Annotated[
         str | None,

@@ -102,7 +102,7 @@ class ReportSchedule(Base):
     id: Mapped[str] = id_column()
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
     period: Mapped[str] = mapped_column(String(8))  # daily | weekly | monthly
-    format: Mapped[str] = mapped_column(String(8))  # xlsx | html
+    format: Mapped[str] = mapped_column(String(8))  # xlsx | html | pdf
     recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -85,7 +85,7 @@ _env = Environment(
 _template = _env.from_string(TEMPLATE.read_text(encoding="utf-8"))
 
 
-def _ranked(report: Report, groups: list[Any]) -> list[tuple[int, str, Any]]:
+def ranked(report: Report, groups: list[Any]) -> list[tuple[int, str, Any]]:
     """The top and bottom five (all of them when there are ten or fewer)."""
     n = len(groups)
     out = []
@@ -106,6 +106,6 @@ def render(report: Report) -> str:
         fmt=fmt,
         bands=bands,
         trend_bars=trend_bars,
-        top_stores=_ranked(report, report.stores),
-        top_guides=_ranked(report, report.guides),
+        top_stores=ranked(report, report.stores),
+        top_guides=ranked(report, report.guides),
     )

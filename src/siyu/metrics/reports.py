@@ -2,7 +2,7 @@
 
 :func:`build` gathers the figures once (every number comes from
 :func:`siyu.metrics.kpis.compute_kpis`; nothing is recomputed here) and the renderers turn
-them into files (``report_xlsx``, ``report_html``; PDF when WeasyPrint is importable):
+them into files (``report_xlsx``, ``report_html``, ``report_pdf`` — ReportLab, pure pip):
 
 - **Summary / KPIs** — every KPI for the period next to the period before, with the change;
 - **Contract** — the active contract covering the period's last day, each contracted KPI's
@@ -20,7 +20,7 @@ Schedules (``report_schedules``) are run by the ``metrics.reports`` job of ``siy
 a due schedule's report is built for the last complete period with brand-wide scope, stored as
 a ``report_runs`` row (unique per schedule and period, so a re-run never sends twice) and
 e-mailed through the outbox (channel ``email``) to each recipient: the HTML report as the
-body, the XLSX attached when the schedule's format is ``xlsx``.
+body, the XLSX or the PDF attached when the schedule's format is ``xlsx`` or ``pdf``.
 """
 
 from __future__ import annotations
@@ -391,9 +391,11 @@ def contract_status(
 
 
 def pdf_available() -> bool:
+    """Whether ReportLab (a declared dependency) is importable; without it a PDF request is
+    refused with ``metrics.pdf_unavailable``."""
     try:
-        import weasyprint  # type: ignore[import-not-found]  # noqa: F401
-    except Exception:  # not installed, or its native libraries are missing
+        import reportlab  # noqa: F401
+    except ImportError:
         return False
     return True
 
@@ -409,9 +411,9 @@ def render(report: Report, fmt: str) -> tuple[bytes, str, str]:
     elif fmt == "pdf":
         if not pdf_available():
             raise Invalid("metrics.pdf_unavailable")
-        import weasyprint
+        from siyu.metrics import report_pdf
 
-        data = weasyprint.HTML(string=report_html.render(report)).write_pdf()
+        data = report_pdf.render(report)
     else:
         raise Invalid("metrics.bad_report_format", format=fmt, allowed="xlsx, html, pdf")
     return data, MEDIA[fmt], f"{report.filename_stem}.{fmt}"
@@ -423,7 +425,7 @@ def render(report: Report, fmt: str) -> tuple[bytes, str, str]:
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     period: Literal["daily", "weekly", "monthly"]
-    format: Literal["xlsx", "html"] = "xlsx"
+    format: Literal["xlsx", "html", "pdf"] = "xlsx"
     recipients: list[str] = Field(min_length=1, max_length=20)
     locale: Literal["zh-CN", "en"] = "zh-CN"
     enabled: bool = True
@@ -551,8 +553,8 @@ def _mail(report: Report, fmt: str, html: str) -> dict[str, Any]:
         "text": subject + "\n\n" + report.t("mail_text"),
         "html": html,
     }
-    if fmt == "xlsx":
-        data, media, name = render(report, "xlsx")
+    if fmt in ("xlsx", "pdf"):
+        data, media, name = render(report, fmt)
         content["attachments"] = [
             {
                 "filename": name,
