@@ -206,6 +206,10 @@ def _contract(report: Report, st: _Styles, width: float) -> list[Flowable]:
         to_next = ""
         if s.next_line:
             to_next = f"{fmt(s.to_next, unit)} → {report.t(f'status.{s.next_line}')}"
+        if s.elapsed < 1 and s.projected is not None and s.projected_line:
+            pace = f"{report.t('projected')} {fmt(s.projected, unit)} → "
+            pace += report.t(f"status.{s.projected_line}")
+            to_next = f"{to_next} | {pace}" if to_next else pace
         lines = "  ".join(
             f"{report.t(f'status.{n}')} {fmt(s.effective[n], unit)}"
             for n in ("fail", "normal", "good", "excess")
