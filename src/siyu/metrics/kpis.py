@@ -242,14 +242,14 @@ def connect(
     rollup: bool = True,
 ) -> Any:
     """A new DuckDB connection with the brand's lake tables and the dimension registered;
-    ``evh`` is the brand's history events, from the maintained rollup (``rollup``, brought up
-    to date first) or read from the raw events (``rollup=False``: the same rows)."""
+    the fact views (``evh``, ``fh``, ``fw``, ``fo``, ``idk``) come from the maintained facts
+    rollup (``rollup``, brought up to date first) or from the raw tables (``rollup=False``:
+    the same rows)."""
     import duckdb
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from siyu.metrics import lakeview
     from siyu.metrics import rollup as history
 
     con = duckdb.connect()
@@ -257,9 +257,6 @@ def connect(
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    lakeview.register(con, "ev", "events", dims.brand_id)
-    lakeview.register(con, "od", "orders", dims.brand_id)
-    history.register(con, "evh", dims.brand_id, use=rollup)
     # customers as dense integers (``cix``): every join and grouping after the identity map
     # runs on them instead of 26-character ids
     customers = dims.customers.append_column(
@@ -269,6 +266,8 @@ def connect(
     idmap = dims.idmap.append_column("cix", pc.index_in(dims.idmap.column("customer_id"), ids))
     con.register("dim", customers)
     con.register("idm", idmap.filter(pc.is_valid(idmap.column("cix"))))
+    # the raw lake views ``ev`` / ``od`` and the fact views over them or the rollup
+    history.register(con, dims.brand_id, use=rollup)
     costs = costs or {}
     con.register(
         "cost",

@@ -26,12 +26,6 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-def _any(column: str, values: tuple[str, ...]) -> str:
-    """``column`` equal to one of ``values`` as ORed equalities: DuckDB pushes these into the
-    Parquet scan, where a long IN list may become a join after the identity-map join."""
-    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
-
-
 FRIEND_TYPES = (ADDED, *DELETED)
 PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
@@ -58,23 +52,23 @@ GROUP_TYPES = ("group_joined", "group_left")
 ALWAYS = (*FRIEND_TYPES, *GROUP_TYPES)  # read over the whole history
 WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 
-# The overview reads the events twice — friendship and group facts over the whole history
-# from ``evh`` (the maintained history rollup, ``siyu.metrics.rollup``: only those types, their
-# JSON property already parsed), everything else only from the days its windows need (whole
-# day partitions are skipped) — and the orders once, each joined to the identity map once,
-# with the one JSON property a type needs parsed on the way (survey → CSAT).
+# The overview reads three fact relations keyed on ``ik`` (``siyu.metrics.rollup``: the
+# maintained facts rollup, or the same rows from the raw tables): ``fh`` the friendship and
+# group events over the whole history, ``fw`` the other event types only from the days their
+# windows need (the rollup is sorted by time, so most row groups are skipped), ``fo`` the
+# orders — each joined once to ``idx`` (identity key → dense customer index, built once per
+# query from today's identity map), with the one JSON property a type needs already parsed
+# (channel code, chat id, CSAT) and times as µs since the epoch.
 _SCANS = f"""
+idx AS MATERIALIZED (SELECT ik, cix FROM idk),
 ex AS MATERIALIZED (
-  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at, e.prop
-  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.dt <= $asof_day AND epoch_us(e.occurred_at) < $asof_us
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fh e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt <= $asof_day AND e.occurred_us < $asof_us
   UNION ALL
-  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
-    CASE WHEN e.event_type = 'survey_answered'
-      THEN json_extract_string(e.properties, '$.csat') END AS prop
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE {_any("e.event_type", tuple(t for t in WINDOWED if t not in ALWAYS))}
-    AND e.dt BETWEEN $lo_day AND $reply_day AND epoch_us(e.occurred_at) < $asof_us
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fw e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
 ),
 fe AS (
   SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
@@ -109,10 +103,9 @@ pf AS (
   GROUP BY customer_id
 ),
 ox AS MATERIALIZED (
-  SELECT m.cix AS customer_id, o.kind, epoch_us(o.occurred_at) AS occurred_at,
-    o.paid_fen, o.refund_fen
-  FROM od o JOIN idm m ON o.identity_key = m.identity_key
-  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND epoch_us(o.occurred_at) < $e_us
+  SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
+  FROM fo o JOIN idx m ON o.ik = m.ik
+  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_us < $e_us
 ),
 ordf AS (
   SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
