@@ -241,6 +241,17 @@ def connect(
     threads: int | None = None,
     rollup: bool = True,
 ) -> Any:
+    """See :func:`open_lake` (the connection only)."""
+    return open_lake(dims, costs, sopm, threads, rollup)[0]
+
+
+def open_lake(
+    dims: dim_scope.Dimensions,
+    costs: dict[str, int] | None = None,
+    sopm: Any = None,
+    threads: int | None = None,
+    rollup: bool = True,
+) -> tuple[Any, Any]:
     """A new DuckDB connection with the brand's lake tables and the dimension registered;
     the fact views (``evh``, ``fh``, ``fw``, ``fo``, ``idk``) come from the maintained facts
     rollup (``rollup``, brought up to date first) or from the raw tables (``rollup=False``:
@@ -267,7 +278,7 @@ def connect(
     con.register("dim", customers)
     con.register("idm", idmap.filter(pc.is_valid(idmap.column("cix"))))
     # the raw lake views ``ev`` / ``od`` and the fact views over them or the rollup
-    history.register(con, dims.brand_id, use=rollup)
+    found = history.register(con, dims.brand_id, use=rollup)
     costs = costs or {}
     con.register(
         "cost",
@@ -284,7 +295,16 @@ def connect(
         )
     sopm = sopm.append_column("cix", pc.index_in(sopm.column("customer_id"), ids))
     con.register("sopm", sopm.filter(pc.is_valid(sopm.column("cix"))))
-    return con
+    return con, found
+
+
+def load_facts(con: Any, bind: dict[str, Any]) -> None:
+    """Load the query's facts (``sql.LOADS``: ``exh``, ``exw``, ``oxa``) onto ``con`` as
+    temporary tables, after the identity key → customer index table ``idx``."""
+    con.execute("CREATE OR REPLACE TEMP TABLE idx AS SELECT ik, cix FROM idk")
+    for name, text in sql.LOADS.items():
+        query = f"CREATE OR REPLACE TEMP TABLE {name} AS {text}"
+        con.execute(query, used(query, bind))
 
 
 def _ratio(num: float, den: int) -> float | None:
@@ -348,8 +368,10 @@ def compute(
     window = Window(start, end, dims.tz, params, as_of)
     con = connect(dims, costs, sopm, threads, rollup)
     try:
+        bind = window.bind()
+        load_facts(con, bind)
         text = sql.overview_sql(group_by)
-        result: pa.Table = con.execute(text, used(text, window.bind())).fetch_arrow_table()
+        result: pa.Table = con.execute(text, used(text, bind)).fetch_arrow_table()
     finally:
         con.close()
     labels = dims.labels.get(group_by or "", {})
@@ -470,6 +492,7 @@ def customer_ids_behind(
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
     con = connect(dims, costs, sopm, threads, rollup)
     try:
+        load_facts(con, bind)
         text = sql.drill_sql(group_by, _condition(kpi, side))
         got = con.execute(text, used(text, bind)).fetchall()
     finally:

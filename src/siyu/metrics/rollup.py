@@ -276,7 +276,7 @@ ANTI JOIN k0 ON k0.identity_key = n.identity_key"""  # noqa: S608
     return parts
 
 
-def register(con: Any, brand_id: str, use: bool = True) -> None:
+def register(con: Any, brand_id: str, use: bool = True) -> Parts | None:
     """Register the KPI SQL's fact views on ``con``, which already has the raw views ``ev``
     (events) and ``od`` (orders) and the identity map ``idm`` (``identity_key``, ``cix``):
 
@@ -285,7 +285,8 @@ def register(con: Any, brand_id: str, use: bool = True) -> None:
     - ``idk`` — ``ik`` → ``cix`` for the customers of the dimension.
 
     From the rollup when there is one (``use``; refreshed first), else the same rows read
-    from the raw views (``ik`` is then the identity key itself)."""
+    from the raw views (``ik`` is then the identity key itself). The rollup's parts, or None
+    when the raw views are used."""
     found = refresh(brand_id) if use else None
     live = found.live if found is not None else {}
     lakeview.register(con, "ev", "events", brand_id, live.get("events"))
@@ -299,7 +300,7 @@ def register(con: Any, brand_id: str, use: bool = True) -> None:
             "SELECT ik AS identity_key, event_type, occurred_at, dt, prop FROM fh"
         )
         con.execute("CREATE OR REPLACE TEMP VIEW idk AS SELECT identity_key AS ik, cix FROM idm")
-        return
+        return None
     root = Path("/")
     for kind, name in (("hist", "fh"), ("win", "fw"), ("ord", "fo"), ("keys", "ikd")):
         relation = _relation(root, found.of(kind), kind)
@@ -312,3 +313,4 @@ def register(con: Any, brand_id: str, use: bool = True) -> None:
         "CREATE OR REPLACE TEMP VIEW idk AS "
         "SELECT k.ik, m.cix FROM idm m JOIN ikd k ON k.identity_key = m.identity_key"
     )
+    return found

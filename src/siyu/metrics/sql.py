@@ -59,17 +59,28 @@ WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 # orders — each joined once to ``idx`` (identity key → dense customer index, built once per
 # query from today's identity map), with the one JSON property a type needs already parsed
 # (channel code, chat id, CSAT) and times as µs since the epoch.
-_SCANS = f"""
-idx AS MATERIALIZED (SELECT ik, cix FROM idk),
-ex AS MATERIALIZED (
+# The facts a query reads, loaded into the tables ``exh`` (history events), ``exw`` (windowed
+# events) and ``oxa`` (orders) keyed on the dense customer index before the statement runs
+# (``siyu.metrics.kpis.load_facts``), each joined once to ``idx`` (``ik`` → ``cix``, a table
+# built first from ``idk``): as tables of known size, the statement's joins (the reply ASOF
+# join above all) get exact cardinalities, and each load joins the big fact side to ``idx``.
+LOADS = {
+    "exh": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fh e JOIN idx m ON e.ik = m.ik
-  WHERE e.dt <= $asof_day AND e.occurred_us < $asof_us
-  UNION ALL
+  WHERE e.dt <= $asof_day AND e.occurred_us < $asof_us""",
+    "exw": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fw e JOIN idx m ON e.ik = m.ik
-  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
-),
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us""",
+    "oxa": """
+  SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
+  FROM fo o JOIN idx m ON o.ik = m.ik
+  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_us < $e_us""",
+}
+
+_SCANS = f"""
+ex AS (SELECT * FROM exh UNION ALL SELECT * FROM exw),
 fe AS (
   SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
   WHERE event_type IN ({_in(FRIEND_TYPES)})
@@ -102,11 +113,7 @@ pf AS (
   WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
   GROUP BY customer_id
 ),
-ox AS MATERIALIZED (
-  SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
-  FROM fo o JOIN idx m ON o.ik = m.ik
-  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_us < $e_us
-),
+ox AS (SELECT * FROM oxa),
 ordf AS (
   SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
   FROM ox JOIN fr ON ox.customer_id = fr.customer_id
