@@ -274,9 +274,14 @@ def open_lake(
         "cix", pa.array(np.arange(dims.customers.num_rows, dtype=np.int32))
     )
     ids = customers.column("customer_id")
-    idmap = dims.idmap.append_column("cix", pc.index_in(dims.idmap.column("customer_id"), ids))
     con.register("dim", customers)
-    con.register("idm", idmap.filter(pc.is_valid(idmap.column("cix"))))
+    # the identity map with each key's customer index, joined in DuckDB (in parallel) and
+    # only when a statement reads it
+    con.register("idmap", dims.idmap)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW idm AS SELECT m.identity_key, m.customer_id, d.cix "
+        "FROM idmap m JOIN dim d ON d.customer_id = m.customer_id"
+    )
     # the raw lake views ``ev`` / ``od`` and the fact views over them or the rollup
     found = history.register(con, dims.brand_id, use=rollup)
     costs = costs or {}

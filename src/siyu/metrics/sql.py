@@ -80,9 +80,10 @@ LOADS = {
 }
 
 _SCANS = f"""
+-- friendship and group facts are only in exh, message facts only in exw (disjoint types)
 ex AS (SELECT * FROM exh UNION ALL SELECT * FROM exw),
 fe AS (
-  SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
+  SELECT customer_id, event_type, occurred_at, prop AS state FROM exh
   WHERE event_type IN ({_in(FRIEND_TYPES)})
 ),
 adds AS (
@@ -126,7 +127,7 @@ ge AS (
   SELECT customer_id,
     max(occurred_at) FILTER (WHERE event_type = 'group_joined') AS last_join,
     max(occurred_at) FILTER (WHERE event_type = 'group_left') AS last_left
-  FROM ex
+  FROM exh
   WHERE event_type IN ({_in(GROUP_TYPES)}) AND occurred_at < $e_us
   GROUP BY customer_id
 ),
@@ -190,11 +191,11 @@ pc AS (
   LEFT JOIN cost c ON c.code = fr.channel_code
 ),
 snt AS (
-  SELECT customer_id, occurred_at FROM ex
+  SELECT customer_id, occurred_at FROM exw
   WHERE event_type = 'message_sent' AND occurred_at >= $s_us
 ),
 rcv AS (
-  SELECT customer_id, occurred_at FROM ex
+  SELECT customer_id, occurred_at FROM exw
   WHERE event_type = 'message_received' AND occurred_at >= $s_us AND occurred_at < $e_us
 ),
 resp AS (
@@ -262,7 +263,7 @@ def grouping(group_by: str | None) -> str:
     if group_by == "group":
         members = """
   SELECT DISTINCT customer_id, prop AS g
-  FROM ex WHERE event_type = 'group_joined' AND occurred_at < $e_us"""
+  FROM exh WHERE event_type = 'group_joined' AND occurred_at < $e_us"""
     elif group_by == "sop":
         members = "SELECT DISTINCT cix AS customer_id, sop_id AS g FROM sopm"
     else:
