@@ -1,4 +1,4 @@
-"""The history rollup (``siyu.metrics.rollup``): KPIs read from it equal the KPIs read from
+"""The facts rollup (``siyu.metrics.rollup``): KPIs read from it equal the KPIs read from
 the raw events, on the hand-built story of ``test_metrics_kpis`` and after the lake changes
 (new facts appended, files compacted, an identity erased)."""
 
@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
@@ -114,7 +115,18 @@ def test_rollup_extended_when_new_facts_arrive(db: Session, story: Any) -> None:
     # extended with one more part, the first one kept; the dictionary only gains D's key
     now = parts(story.id)
     assert len(now) == 2 and first[0] in now
-    assert len(parts(story.id, "keys")) == 1  # D's WeCom key was known already
+    assert len(parts(story.id, "keys")) == 1  # D's key was known already
+    # a fact under an identity key never seen: the dictionary gains one part, ids stay dense
+    out = ingest.ingest_batch(
+        db, SYSTEM, story, [ev("d7", "page_viewed", "2026-11-20", "D", member_no="M-D7", path="/")]
+    )
+    assert out.rejected == 0
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    keys = pa.concat_tables([pq.read_table(p) for p in parts(story.id, "keys")])
+    assert len(parts(story.id, "keys")) == 2
+    assert sorted(keys["ik"].to_pylist()) == list(range(keys.num_rows))
+    assert any(k.startswith("member_no:") for k in keys["identity_key"].to_pylist())
 
 
 def test_rollup_rebuilt_when_files_go_away(db: Session, story: Any) -> None:  # noqa: F811
