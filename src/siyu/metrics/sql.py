@@ -59,20 +59,48 @@ WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 # orders — each joined once to ``idx`` (identity key → dense customer index, built once per
 # query from today's identity map), with the one JSON property a type needs already parsed
 # (channel code, chat id, CSAT) and times as µs since the epoch.
-# The facts a query reads, loaded into the tables ``exh`` (history events), ``exw`` (windowed
-# events) and ``oxa`` (orders) keyed on the dense customer index before the statement runs
-# (``siyu.metrics.kpis.load_facts``), each joined once to ``idx`` (``ik`` → ``cix``, a table
+# The facts a query reads, loaded into the tables ``exh`` (history events), ``pfa`` (period
+# features per customer), ``exw`` (message events) and ``oxa`` (orders), keyed on the dense
+# customer index, before the statement runs (``siyu.metrics.kpis.load_facts``), each joined once to ``idx`` (``ik`` → ``cix``, a table
 # built first from ``idk``): as tables of known size, the statement's joins (the reply ASOF
 # join above all) get exact cardinalities, and each load joins the big fact side to ``idx``.
+_PF = f"""WITH ex AS (
+  SELECT * FROM exh
+  UNION ALL
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fw e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+)
+  SELECT customer_id,
+    max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
+                             AND occurred_at >= $silent_from_us) AS last_int,
+    count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
+                     AND occurred_at >= $s_us) AS n_int,
+    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s_us) AS n_msg,
+    sum(TRY_CAST(prop AS INTEGER))
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_sum,
+    count(TRY_CAST(prop AS INTEGER))
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_n,
+    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s_us) AS n_ref
+  FROM ex
+  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
+  GROUP BY customer_id"""  # noqa: S608 - constants of this module only
+
 LOADS = {
     "exh": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fh e JOIN idx m ON e.ik = m.ik
   WHERE e.dt <= $asof_day AND e.occurred_us < $asof_us""",
+    # per-customer period features straight from the windowed facts (never materialised)
+    # and the history ones (group joins are interactions)
+    "pfa": _PF,
+    # the message facts the reply ASOF join needs (friendship and group facts are in exh)
     "exw": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fw e JOIN idx m ON e.ik = m.ik
-  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us""",
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+    AND (e.event_type = 'message_sent' OR e.event_type = 'message_received')
+    AND e.occurred_us >= $s_us""",
     "oxa": """
   SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
   FROM fo o JOIN idx m ON o.ik = m.ik
@@ -80,8 +108,6 @@ LOADS = {
 }
 
 _SCANS = f"""
--- friendship and group facts are only in exh, message facts only in exw (disjoint types)
-ex AS (SELECT * FROM exh UNION ALL SELECT * FROM exw),
 fe AS (
   SELECT customer_id, event_type, occurred_at, prop AS state FROM exh
   WHERE event_type IN ({_in(FRIEND_TYPES)})
@@ -98,22 +124,7 @@ fr AS (
    AND d.occurred_at >= a.added_at
   GROUP BY a.customer_id, a.added_at, a.channel_code
 ),
-pf AS (
-  SELECT customer_id,
-    max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                             AND occurred_at >= $silent_from_us) AS last_int,
-    count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                     AND occurred_at >= $s_us) AS n_int,
-    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s_us) AS n_msg,
-    sum(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_sum,
-    count(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_n,
-    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s_us) AS n_ref
-  FROM ex
-  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
-  GROUP BY customer_id
-),
+pf AS (SELECT * FROM pfa),
 ox AS (SELECT * FROM oxa),
 ordf AS (
   SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
