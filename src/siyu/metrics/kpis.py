@@ -304,7 +304,7 @@ def open_lake(
 
 
 def load_facts(con: Any, bind: dict[str, Any]) -> None:
-    """Load the query's facts (``sql.LOADS``: ``exh``, ``exw``, ``oxa``) onto ``con`` as
+    """Load the query's facts (``sql.LOADS``: ``exh``, ``pfa``, ``exw``, ``oxa``) onto ``con`` as
     temporary tables, after the identity key → customer index table ``idx``."""
     con.execute("CREATE OR REPLACE TEMP TABLE idx AS SELECT ik, cix FROM idk")
     for name, text in sql.LOADS.items():

@@ -61,9 +61,10 @@ WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 # (channel code, chat id, CSAT) and times as µs since the epoch.
 # The facts a query reads, loaded into the tables ``exh`` (history events), ``pfa`` (period
 # features per customer), ``exw`` (message events) and ``oxa`` (orders), keyed on the dense
-# customer index, before the statement runs (``siyu.metrics.kpis.load_facts``), each joined once to ``idx`` (``ik`` → ``cix``, a table
-# built first from ``idk``): as tables of known size, the statement's joins (the reply ASOF
-# join above all) get exact cardinalities, and each load joins the big fact side to ``idx``.
+# customer index, before the statement runs (``siyu.metrics.kpis.load_facts``). Each joins
+# its facts once to ``idx`` (``ik`` → ``cix``, a table built first from ``idk``); as tables
+# of known size they give the statement's joins (the reply ASOF join above all) exact
+# cardinalities.
 _PF = f"""WITH ex AS (
   SELECT * FROM exh
   UNION ALL
