@@ -156,3 +156,14 @@ def test_rollup_rebuilt_when_files_go_away(db: Session, story: Any) -> None:  # 
     # … and the dictionary
     keys = pq.read_table(parts(story.id, "keys")[0])["identity_key"].to_pylist()
     assert gone not in keys and len(parts(story.id, "keys")) == 1
+
+
+def test_legacy_history_rollup_deleted(db: Session, story: Any) -> None:  # noqa: F811
+    where = rollup.folder(story.id)
+    assert where is not None
+    legacy = where.parent.parent / "events-history" / where.name
+    legacy.mkdir(parents=True)
+    (legacy / "part-x.parquet").write_bytes(b"old")
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    assert not legacy.exists()

@@ -198,6 +198,7 @@ def refresh(brand_id: str) -> Parts | None:
     try:
         where.mkdir(parents=True, exist_ok=True)
         with lake.writer_lock("metrics-rollup-events", brand_id):
+            _drop_legacy(where)
             parts = _refresh_locked(duckdb, where, live)
     except OSError:
         return None
@@ -209,6 +210,16 @@ def refresh(brand_id: str) -> Parts | None:
         paths["ord"],
         {"events": events, "orders": orders},
     )
+
+
+def _drop_legacy(where: Path) -> None:
+    """Delete the brand's rollup of the previous format (``events-history``, history events
+    only): nothing reads it any more, and it would keep identity keys an erasure removed."""
+    import shutil
+
+    legacy = where.parent.parent / "events-history" / where.name
+    if legacy.is_dir():
+        shutil.rmtree(legacy, ignore_errors=True)
 
 
 def _refresh_locked(duckdb: Any, where: Path, live: dict[str, list[str]]) -> dict[str, list[str]]:
