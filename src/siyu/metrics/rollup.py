@@ -39,6 +39,7 @@ directory that cannot be written) fall back to reading the raw tables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -220,6 +221,8 @@ def _drop_legacy(where: Path) -> None:
     legacy = where.parent.parent / "events-history" / where.name
     if legacy.is_dir():
         shutil.rmtree(legacy, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            legacy.parent.rmdir()  # empty once the last brand's is gone
 
 
 def _refresh_locked(duckdb: Any, where: Path, live: dict[str, list[str]]) -> dict[str, list[str]]:
