@@ -1,4 +1,4 @@
-"""The history rollup (``siyu.metrics.rollup``): KPIs read from it equal the KPIs read from
+"""The facts rollup (``siyu.metrics.rollup``): KPIs read from it equal the KPIs read from
 the raw events, on the hand-built story of ``test_metrics_kpis`` and after the lake changes
 (new facts appended, files compacted, an identity erased)."""
 
@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
@@ -37,16 +38,27 @@ def both(db: Session, brand: Any, **kw: Any) -> tuple[m.KpiTable, m.KpiTable]:
     return fast, raw
 
 
-def parts(brand_id: str) -> list[Path]:
+def parts(brand_id: str, kind: str = "hist") -> list[Path]:
     where = rollup.folder(brand_id)
     assert where is not None
-    return sorted(where.glob("part-*.parquet"))
+    return sorted(where.glob(f"{kind}-*.parquet"))
 
 
-def rollup_rows(brand_id: str) -> Any:
-    import pyarrow as pa
+def rollup_rows(brand_id: str, kind: str = "hist") -> Any:
+    """The rollup's rows of ``kind`` with their identity keys (through the dictionary)."""
+    import duckdb
 
-    return pa.concat_tables([pq.read_table(p) for p in parts(brand_id)])
+    listed = [str(p) for p in parts(brand_id, kind)]
+    keys = [str(p) for p in parts(brand_id, "keys")]
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            "SELECT k.identity_key, f.* FROM read_parquet($f) f "
+            "JOIN read_parquet($k) k ON k.ik = f.ik",
+            {"f": listed, "k": keys},
+        ).fetch_arrow_table()
+    finally:
+        con.close()
 
 
 def test_rollup_equals_raw_events(db: Session, story: Any) -> None:  # noqa: F811
@@ -54,9 +66,17 @@ def test_rollup_equals_raw_events(db: Session, story: Any) -> None:  # noqa: F81
         for group_by in (None, *GROUP_BYS):
             fast, raw = both(db, story, start=start, end=end, group_by=group_by)
             assert snapshot(fast) == snapshot(raw), (start, end, group_by)
-    # the rollup holds the history types only, each with its property parsed
+    # the history part holds the history types only, each with its property parsed
     rows = rollup_rows(story.id)
     assert set(rows.column("event_type").to_pylist()) <= set(ALWAYS)
+    # the windowed part the other types the KPIs count, the CSAT parsed; the orders too
+    win = rollup_rows(story.id, "win")
+    assert set(win.column("event_type").to_pylist()) <= set(rollup.WINDOW_TYPES)
+    assert win.num_rows and rollup_rows(story.id, "ord").num_rows
+    # one dense integer per identity key
+    keys = pq.read_table(parts(story.id, "keys")[0])
+    assert sorted(keys["ik"].to_pylist()) == list(range(keys.num_rows))
+    assert len(set(keys["identity_key"].to_pylist())) == keys.num_rows
     added_states = {
         p for t, p in zip(rows["event_type"].to_pylist(), rows["prop"].to_pylist(), strict=True)
         if t == "wecom_contact_added"
@@ -92,9 +112,21 @@ def test_rollup_extended_when_new_facts_arrive(db: Session, story: Any) -> None:
     assert snapshot(fast) == snapshot(raw)
     assert before.value("diverted_customers") == 3
     assert fast.value("diverted_customers") == 4
-    # extended with one more part, the first one kept
+    # extended with one more part, the first one kept; the dictionary only gains D's key
     now = parts(story.id)
     assert len(now) == 2 and first[0] in now
+    assert len(parts(story.id, "keys")) == 1  # D's key was known already
+    # a fact under an identity key never seen: the dictionary gains one part, ids stay dense
+    out = ingest.ingest_batch(
+        db, SYSTEM, story, [ev("d7", "page_viewed", "2026-11-20", "D", member_no="M-D7", path="/")]
+    )
+    assert out.rejected == 0
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    keys = pa.concat_tables([pq.read_table(p) for p in parts(story.id, "keys")])
+    assert len(parts(story.id, "keys")) == 2
+    assert sorted(keys["ik"].to_pylist()) == list(range(keys.num_rows))
+    assert any(k.startswith("member_no:") for k in keys["identity_key"].to_pylist())
 
 
 def test_rollup_rebuilt_when_files_go_away(db: Session, story: Any) -> None:  # noqa: F811
@@ -121,3 +153,17 @@ def test_rollup_rebuilt_when_files_go_away(db: Session, story: Any) -> None:  # 
     fast, raw = both(db, story, start=START, end=END)
     assert snapshot(fast) == snapshot(raw)
     assert gone not in rollup_rows(story.id)["identity_key"].to_pylist()
+    # … and the dictionary
+    keys = pq.read_table(parts(story.id, "keys")[0])["identity_key"].to_pylist()
+    assert gone not in keys and len(parts(story.id, "keys")) == 1
+
+
+def test_legacy_history_rollup_deleted(db: Session, story: Any) -> None:  # noqa: F811
+    where = rollup.folder(story.id)
+    assert where is not None
+    legacy = where.parent.parent / "events-history" / where.name
+    legacy.mkdir(parents=True)
+    (legacy / "part-x.parquet").write_bytes(b"old")
+    fast, raw = both(db, story, start=START, end=END)
+    assert snapshot(fast) == snapshot(raw)
+    assert not legacy.exists()

@@ -9,7 +9,7 @@ large lake, from a cold start, beside a naive pandas reference.
 - **Cold**: every timed run opens a new DuckDB connection, reads the dimension snapshot from
   Parquet and opens the Delta tables again — nothing is kept in the process between runs.
   The operating system's page cache is not dropped (that needs root); the machine is shared,
-  so figures vary from run to run. The history rollup (``metrics.rollup``) is maintained
+  so figures vary from run to run. The facts rollup (``metrics.rollup``) is maintained
   data, like the lake: it is brought up to date before timing (``rollup_refresh_seconds``);
   each timed run still checks it against the Delta log and reads it from disk.
 - **Ours**: ``metrics.kpis.compute`` for the last full month of the data, every KPI
@@ -420,12 +420,12 @@ def run(
             built = json.loads((folder / "built.json").read_text())
             reused = True
         say(f"lake ready ({built['events']} events, {built['orders']} orders)")
-        # the history rollup is maintained data (built or extended here, not timed): the
+        # the facts rollup is maintained data (built or extended here, not timed): the
         # timed runs only check it is up to date with the Delta log
         t_rollup = time.perf_counter()
         rollup.refresh(BRAND)
         rollup_s = time.perf_counter() - t_rollup
-        say(f"history rollup up to date ({rollup_s:.1f} s)")
+        say(f"facts rollup up to date ({rollup_s:.1f} s)")
         # the last full month of the data
         end = END.replace(day=1) - timedelta(days=1)
         start = end.replace(day=1)

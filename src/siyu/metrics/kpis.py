@@ -320,15 +320,27 @@ def connect(
     rollup: bool = True,
     koc: Any = None,
 ) -> Any:
+    """See :func:`open_lake` (the connection only)."""
+    return open_lake(dims, costs, sopm, threads, rollup, koc)[0]
+
+
+def open_lake(
+    dims: dim_scope.Dimensions,
+    costs: dict[str, int] | None = None,
+    sopm: Any = None,
+    threads: int | None = None,
+    rollup: bool = True,
+    koc: Any = None,
+) -> tuple[Any, Any]:
     """A new DuckDB connection with the brand's lake tables and the dimension registered;
-    ``evh`` is the brand's history events, from the maintained rollup (``rollup``, brought up
-    to date first) or read from the raw events (``rollup=False``: the same rows)."""
+    the fact views (``evh``, ``fh``, ``fw``, ``fo``, ``idk``) come from the maintained facts
+    rollup (``rollup``, brought up to date first) or from the raw tables (``rollup=False``:
+    the same rows)."""
     import duckdb
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from siyu.metrics import lakeview
     from siyu.metrics import rollup as history
 
     con = duckdb.connect()
@@ -336,18 +348,22 @@ def connect(
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    lakeview.register(con, "ev", "events", dims.brand_id)
-    lakeview.register(con, "od", "orders", dims.brand_id)
-    history.register(con, "evh", dims.brand_id, use=rollup)
     # customers as dense integers (``cix``): every join and grouping after the identity map
     # runs on them instead of 26-character ids
     customers = dims.customers.append_column(
         "cix", pa.array(np.arange(dims.customers.num_rows, dtype=np.int32))
     )
     ids = customers.column("customer_id")
-    idmap = dims.idmap.append_column("cix", pc.index_in(dims.idmap.column("customer_id"), ids))
     con.register("dim", customers)
-    con.register("idm", idmap.filter(pc.is_valid(idmap.column("cix"))))
+    # the identity map with each key's customer index, joined in DuckDB (in parallel) and
+    # only when a statement reads it
+    con.register("idmap", dims.idmap)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW idm AS SELECT m.identity_key, m.customer_id, d.cix "
+        "FROM idmap m JOIN dim d ON d.customer_id = m.customer_id"
+    )
+    # the raw lake views ``ev`` / ``od`` and the fact views over them or the rollup
+    found = history.register(con, dims.brand_id, use=rollup)
     costs = costs or {}
     con.register(
         "cost",
@@ -367,7 +383,16 @@ def connect(
     koc = _no_koc() if koc is None else koc
     koc = koc.append_column("cix", pc.index_in(koc.column("customer_id"), ids))
     con.register("kocx", koc.filter(pc.is_valid(koc.column("cix"))))
-    return con
+    return con, found
+
+
+def load_facts(con: Any, bind: dict[str, Any]) -> None:
+    """Load the query's facts (``sql.LOADS``: ``exh``, ``pfa``, ``exw``, ``oxa``) onto ``con`` as
+    temporary tables, after the identity key → customer index table ``idx``."""
+    con.execute("CREATE OR REPLACE TEMP TABLE idx AS SELECT ik, cix FROM idk")
+    for name, text in sql.LOADS.items():
+        query = f"CREATE OR REPLACE TEMP TABLE {name} AS {text}"
+        con.execute(query, used(query, bind))
 
 
 def _ratio(num: float, den: int) -> float | None:
@@ -432,8 +457,10 @@ def compute(
     window = Window(start, end, dims.tz, params, as_of)
     con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
+        bind = window.bind()
+        load_facts(con, bind)
         text = sql.overview_sql(group_by)
-        result: pa.Table = con.execute(text, used(text, window.bind())).fetch_arrow_table()
+        result: pa.Table = con.execute(text, used(text, bind)).fetch_arrow_table()
     finally:
         con.close()
     labels = dims.labels.get(group_by or "", {})
@@ -578,6 +605,7 @@ def customer_ids_behind(
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
     con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
+        load_facts(con, bind)
         text = sql.drill_sql(group_by, _condition(kpi, side))
         got = con.execute(text, used(text, bind)).fetchall()
     finally:

@@ -36,9 +36,12 @@ def files(table: str, brand_id: str) -> list[str] | None:
     return [u.removeprefix("file://") for u in uris]
 
 
-def register(con: Any, name: str, table: str, brand_id: str) -> None:
-    """Make ``name`` a view of the brand's rows of lake table ``table`` on ``con``."""
-    found = files(table, brand_id)
+def register(
+    con: Any, name: str, table: str, brand_id: str, found: list[str] | None = None
+) -> None:
+    """Make ``name`` a view of the brand's rows of lake table ``table`` on ``con`` (``found``:
+    its live files, when the caller has just listed them)."""
+    found = found if found else files(table, brand_id)
     if not found:
         con.register(name, lake.dataset(table, brand_id))
         return

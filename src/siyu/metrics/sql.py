@@ -26,12 +26,6 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-def _any(column: str, values: tuple[str, ...]) -> str:
-    """``column`` equal to one of ``values`` as ORed equalities: DuckDB pushes these into the
-    Parquet scan, where a long IN list may become a join after the identity-map join."""
-    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
-
-
 FRIEND_TYPES = (ADDED, *DELETED)
 PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
@@ -58,26 +52,65 @@ GROUP_TYPES = ("group_joined", "group_left")
 ALWAYS = (*FRIEND_TYPES, *GROUP_TYPES)  # read over the whole history
 WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 
-# The overview reads the events twice — friendship and group facts over the whole history
-# from ``evh`` (the maintained history rollup, ``siyu.metrics.rollup``: only those types, their
-# JSON property already parsed), everything else only from the days its windows need (whole
-# day partitions are skipped) — and the orders once, each joined to the identity map once,
-# with the one JSON property a type needs parsed on the way (survey → CSAT).
-_SCANS = f"""
-ex AS MATERIALIZED (
-  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at, e.prop
-  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.dt <= $asof_day AND epoch_us(e.occurred_at) < $asof_us
+# The overview reads three fact relations keyed on ``ik`` (``siyu.metrics.rollup``: the
+# maintained facts rollup, or the same rows from the raw tables): ``fh`` the friendship and
+# group events over the whole history, ``fw`` the other event types only from the days their
+# windows need (the rollup is sorted by time, so most row groups are skipped), ``fo`` the
+# orders — each joined once to ``idx`` (identity key → dense customer index, built once per
+# query from today's identity map), with the one JSON property a type needs already parsed
+# (channel code, chat id, CSAT) and times as µs since the epoch.
+# The facts a query reads, loaded into the tables ``exh`` (history events), ``pfa`` (period
+# features per customer), ``exw`` (message events) and ``oxa`` (orders), keyed on the dense
+# customer index, before the statement runs (``siyu.metrics.kpis.load_facts``). Each joins
+# its facts once to ``idx`` (``ik`` → ``cix``, a table built first from ``idk``); as tables
+# of known size they give the statement's joins (the reply ASOF join above all) exact
+# cardinalities.
+_PF = f"""WITH ex AS (
+  SELECT * FROM exh
   UNION ALL
-  SELECT m.cix AS customer_id, e.event_type, epoch_us(e.occurred_at) AS occurred_at,
-    CASE WHEN e.event_type = 'survey_answered'
-      THEN json_extract_string(e.properties, '$.csat') END AS prop
-  FROM ev e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE {_any("e.event_type", tuple(t for t in WINDOWED if t not in ALWAYS))}
-    AND e.dt BETWEEN $lo_day AND $reply_day AND epoch_us(e.occurred_at) < $asof_us
-),
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fw e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+)
+  SELECT customer_id,
+    max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
+                             AND occurred_at >= $silent_from_us) AS last_int,
+    count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
+                     AND occurred_at >= $s_us) AS n_int,
+    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s_us) AS n_msg,
+    sum(TRY_CAST(prop AS INTEGER))
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_sum,
+    count(TRY_CAST(prop AS INTEGER))
+      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_n,
+    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s_us) AS n_ref
+  FROM ex
+  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
+  GROUP BY customer_id"""  # noqa: S608 - constants of this module only
+
+LOADS = {
+    "exh": """
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fh e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt <= $asof_day AND e.occurred_us < $asof_us""",
+    # per-customer period features straight from the windowed facts (never materialised)
+    # and the history ones (group joins are interactions)
+    "pfa": _PF,
+    # the message facts the reply ASOF join needs (friendship and group facts are in exh)
+    "exw": """
+  SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
+  FROM fw e JOIN idx m ON e.ik = m.ik
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+    AND (e.event_type = 'message_sent' OR e.event_type = 'message_received')
+    AND e.occurred_us >= $s_us""",
+    "oxa": """
+  SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
+  FROM fo o JOIN idx m ON o.ik = m.ik
+  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_us < $e_us""",
+}
+
+_SCANS = f"""
 fe AS (
-  SELECT customer_id, event_type, occurred_at, prop AS state FROM ex
+  SELECT customer_id, event_type, occurred_at, prop AS state FROM exh
   WHERE event_type IN ({_in(FRIEND_TYPES)})
 ),
 adds AS (
@@ -92,28 +125,8 @@ fr AS (
    AND d.occurred_at >= a.added_at
   GROUP BY a.customer_id, a.added_at, a.channel_code
 ),
-pf AS (
-  SELECT customer_id,
-    max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                             AND occurred_at >= $silent_from_us) AS last_int,
-    count(*) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
-                     AND occurred_at >= $s_us) AS n_int,
-    count(*) FILTER (WHERE event_type = 'message_received' AND occurred_at >= $s_us) AS n_msg,
-    sum(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_sum,
-    count(TRY_CAST(prop AS INTEGER))
-      FILTER (WHERE event_type = 'survey_answered' AND occurred_at >= $s_us) AS csat_n,
-    count(*) FILTER (WHERE event_type = 'referral' AND occurred_at >= $s_us) AS n_ref
-  FROM ex
-  WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
-  GROUP BY customer_id
-),
-ox AS MATERIALIZED (
-  SELECT m.cix AS customer_id, o.kind, epoch_us(o.occurred_at) AS occurred_at,
-    o.paid_fen, o.refund_fen
-  FROM od o JOIN idm m ON o.identity_key = m.identity_key
-  WHERE o.dt BETWEEN $orders_from_day AND $end_day AND epoch_us(o.occurred_at) < $e_us
-),
+pf AS (SELECT * FROM pfa),
+ox AS (SELECT * FROM oxa),
 ordf AS (
   SELECT ox.customer_id, sum(ox.paid_fen) AS gmv, count(*) AS n_orders
   FROM ox JOIN fr ON ox.customer_id = fr.customer_id
@@ -126,7 +139,7 @@ ge AS (
   SELECT customer_id,
     max(occurred_at) FILTER (WHERE event_type = 'group_joined') AS last_join,
     max(occurred_at) FILTER (WHERE event_type = 'group_left') AS last_left
-  FROM ex
+  FROM exh
   WHERE event_type IN ({_in(GROUP_TYPES)}) AND occurred_at < $e_us
   GROUP BY customer_id
 ),
@@ -193,11 +206,11 @@ pc AS (
   LEFT JOIN cost c ON c.code = fr.channel_code
 ),
 snt AS (
-  SELECT customer_id, occurred_at FROM ex
+  SELECT customer_id, occurred_at FROM exw
   WHERE event_type = 'message_sent' AND occurred_at >= $s_us
 ),
 rcv AS (
-  SELECT customer_id, occurred_at FROM ex
+  SELECT customer_id, occurred_at FROM exw
   WHERE event_type = 'message_received' AND occurred_at >= $s_us AND occurred_at < $e_us
 ),
 resp AS (
@@ -269,7 +282,7 @@ def grouping(group_by: str | None) -> str:
     if group_by == "group":
         members = """
   SELECT DISTINCT customer_id, prop AS g
-  FROM ex WHERE event_type = 'group_joined' AND occurred_at < $e_us"""
+  FROM exh WHERE event_type = 'group_joined' AND occurred_at < $e_us"""
     elif group_by == "sop":
         members = "SELECT DISTINCT cix AS customer_id, sop_id AS g FROM sopm"
     else:
