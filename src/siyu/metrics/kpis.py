@@ -339,7 +339,6 @@ def open_lake(
     import duckdb
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from siyu.metrics import rollup as history
 
@@ -353,7 +352,6 @@ def open_lake(
     customers = dims.customers.append_column(
         "cix", pa.array(np.arange(dims.customers.num_rows, dtype=np.int32))
     )
-    ids = customers.column("customer_id")
     con.register("dim", customers)
     # the identity map with each key's customer index, joined in DuckDB (in parallel) and
     # only when a statement reads it
@@ -378,11 +376,18 @@ def open_lake(
         sopm = pa.table(
             {"customer_id": pa.array([], pa.string()), "sop_id": pa.array([], pa.string())}
         )
-    sopm = sopm.append_column("cix", pc.index_in(sopm.column("customer_id"), ids))
-    con.register("sopm", sopm.filter(pc.is_valid(sopm.column("cix"))))
-    koc = _no_koc() if koc is None else koc
-    koc = koc.append_column("cix", pc.index_in(koc.column("customer_id"), ids))
-    con.register("kocx", koc.filter(pc.is_valid(koc.column("cix"))))
+    # small per-customer inputs get the customer index by a join in DuckDB (a hash table on
+    # the small side, probed by the dimension), only when a statement reads them
+    con.register("sopm_in", sopm)
+    con.register("koc_in", _no_koc() if koc is None else koc)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW sopm AS SELECT s.customer_id, s.sop_id, d.cix "
+        "FROM sopm_in s JOIN dim d ON d.customer_id = s.customer_id"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW kocx AS SELECT k.customer_id, k.published, k.brought, d.cix "
+        "FROM koc_in k JOIN dim d ON d.customer_id = k.customer_id"
+    )
     return con, found
 
 
