@@ -23,59 +23,30 @@ from siyu.cli.main import app
 from siyu.content import actions, queries
 from siyu.content.models import LinkClick, TrackingLink
 from siyu.content.schemas import LinkIn
-from siyu.core.db import dispose_engines, open_session
+from siyu.core.db import open_session
 from siyu.core.errors import Invalid
-from siyu.core.settings import reset_settings
 from siyu.core.tenancy import SYSTEM
 from siyu.org import queries as org_queries
 from siyu.sop.models import Sop, Touch
+from tests.demo_world import build_coffee, demo_dir, point_at
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    import os
-
     from siyu.demo import content as demo_content
-    from siyu.demo import tags as demo_tags
-    from siyu.demo.export import export_brand, import_brand
-    from siyu.demo.generate import generate
-    from siyu.demo.org import build_demo_org
-    from siyu.migrations import upgrade
 
-    data = tmp_path_factory.mktemp("content-demo")
-    old = {k: os.environ.get(k) for k in ("SIYU_DATA_DIR", "SIYU_DATABASE_URL")}
-    os.environ["SIYU_DATA_DIR"] = str(data)
-    os.environ.pop("SIYU_DATABASE_URL", None)
-    reset_settings()
-    dispose_engines()
-    upgrade()
-    with open_session() as db:
-        build_demo_org(db)
-        coffee = next(b for b in generate(customers=900, days=90) if b.shape.slug == "demo-coffee")
-        export_brand(coffee, data / "export")
-        import_brand(db, data / "export", "demo-coffee")
-        brand = org_queries.access_brand(db, SYSTEM, "demo-coffee")
-        demo_tags.setup(db, brand)
-        made = demo_content.setup(db, brand)
-        again = demo_content.setup(db, brand)  # idempotent
-    yield {"data": data, "made": made, "again": again}
-    dispose_engines()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    reset_settings()
+    with demo_dir(tmp_path_factory.mktemp("content-demo")) as data:
+        with open_session() as db:
+            brand = build_coffee(db, data, customers=900)
+            made = demo_content.setup(db, brand)
+            again = demo_content.setup(db, brand)  # idempotent
+        yield {"data": data, "made": made, "again": again}
 
 
 @pytest.fixture
 def at_demo(demo: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Point this test (past the per-test data directory) at the demo's."""
-    monkeypatch.setenv("SIYU_DATA_DIR", str(demo["data"]))
-    reset_settings()
-    dispose_engines()
-    yield demo
-    dispose_engines()
+    yield from point_at(demo, monkeypatch)
 
 
 def test_demo_click_is_tied_to_customer_touch_and_content(at_demo: Any) -> None:

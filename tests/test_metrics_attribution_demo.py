@@ -16,19 +16,18 @@ as ``siyu demo`` (one brand, 2,000 customers, to stay quick).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from siyu.core.db import dispose_engines, open_session
-from siyu.core.settings import reset_settings
+from siyu.core.db import open_session
 from siyu.core.tenancy import SYSTEM
 from siyu.metrics import attribution
 from siyu.org import queries as org_queries
 from siyu.sop.models import Enrolment, Outbox, Sop, Touch
+from tests.demo_world import build_coffee, demo_dir, point_at
 
 OFF = "activation_off"
 
@@ -38,52 +37,23 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from siyu.channels.console import ConsoleChannel
     from siyu.channels.dispatcher import dispatch
     from siyu.demo import campaign
-    from siyu.demo import tags as demo_tags
-    from siyu.demo.export import export_brand, import_brand
-    from siyu.demo.generate import generate
-    from siyu.demo.org import build_demo_org
-    from siyu.migrations import upgrade
 
-    data = tmp_path_factory.mktemp("attribution-demo")
-    old = {k: os.environ.get(k) for k in ("SIYU_DATA_DIR", "SIYU_DATABASE_URL")}
-    os.environ["SIYU_DATA_DIR"] = str(data)
-    os.environ.pop("SIYU_DATABASE_URL", None)
-    reset_settings()
-    dispose_engines()
-    upgrade()
-    with open_session() as db:
-        build_demo_org(db)
-        coffee = next(
-            b for b in generate(customers=2_000, days=90) if b.shape.slug == "demo-coffee"
-        )
-        export_brand(coffee, data / "export")
-        import_brand(db, data / "export", "demo-coffee")
-        brand = org_queries.access_brand(db, SYSTEM, "demo-coffee")
-        demo_tags.setup(db, brand)
-        on = campaign.setup(db, brand)
-        again = campaign.setup(db, brand)  # idempotent
-        off = campaign.run(db, brand, OFF, "好友促活券（未发出）", switched_off=True)
-        # the worker comes by: the switched-off SOP's queued touches must not go out
-        console = ConsoleChannel()
-        while dispatch(db, 500, adapters={"wecom_1to1": console}):
-            pass
-    yield {"data": data, "on": on, "again": again, "off": off, "console": console}
-    dispose_engines()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    reset_settings()
+    with demo_dir(tmp_path_factory.mktemp("attribution-demo")) as data:
+        with open_session() as db:
+            brand = build_coffee(db, data, customers=2_000)
+            on = campaign.setup(db, brand)
+            again = campaign.setup(db, brand)  # idempotent
+            off = campaign.run(db, brand, OFF, "好友促活券（未发出）", switched_off=True)
+            # the worker comes by: the switched-off SOP's queued touches must not go out
+            console = ConsoleChannel()
+            while dispatch(db, 500, adapters={"wecom_1to1": console}):
+                pass
+        yield {"data": data, "on": on, "again": again, "off": off, "console": console}
 
 
 @pytest.fixture
 def at_demo(demo: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("SIYU_DATA_DIR", str(demo["data"]))
-    reset_settings()
-    dispose_engines()
-    yield demo
-    dispose_engines()
+    yield from point_at(demo, monkeypatch)
 
 
 def test_the_demo_coupon_sop_shows_an_effect_with_a_confidence_interval(at_demo: Any) -> None:

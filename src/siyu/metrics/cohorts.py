@@ -44,6 +44,18 @@ def _by(by: str | None) -> str:
     raise MetricsInvalid("metrics.bad_dimension", by=by, allowed=", ".join(BYS))
 
 
+# per cohort customer (``co``): their second paid order since the add, before ``as_of``
+_SECOND_ORDER = """ord AS (
+  SELECT co.customer_id,
+    list_sort(list(o.occurred_at))[2] AS second_at
+  FROM co JOIN idm m ON m.customer_id = co.customer_id
+  JOIN od o ON o.identity_key = m.identity_key
+  WHERE o.kind = 'paid' AND o.dt >= $start_day AND o.occurred_at >= co.added_at
+    AND o.occurred_at < $asof
+  GROUP BY co.customer_id
+)"""
+
+
 def _cohort_sql(by: str | None) -> str:
     return f"""WITH {sql.FRIENDS},
 co AS (
@@ -52,15 +64,7 @@ co AS (
   FROM fr JOIN dim d ON d.customer_id = fr.customer_id
   WHERE fr.added_at >= $s AND fr.added_at < $e
 ),
-ord AS (
-  SELECT co.customer_id,
-    list_sort(list(o.occurred_at))[2] AS second_at
-  FROM co JOIN idm m ON m.customer_id = co.customer_id
-  JOIN od o ON o.identity_key = m.identity_key
-  WHERE o.kind = 'paid' AND o.dt >= $start_day AND o.occurred_at >= co.added_at
-    AND o.occurred_at < $asof
-  GROUP BY co.customer_id
-),
+{_SECOND_ORDER},
 ks AS (SELECT unnest(range(0, $months + 1)) AS k),
 cell AS (
   SELECT co.cohort, co.g, ks.k,
@@ -162,15 +166,7 @@ co AS (
   FROM fr JOIN dim d ON d.customer_id = fr.customer_id
   WHERE fr.added_at >= $s AND fr.added_at < $e
 ),
-ord AS (
-  SELECT co.customer_id,
-    list_sort(list(o.occurred_at))[2] AS second_at
-  FROM co JOIN idm m ON m.customer_id = co.customer_id
-  JOIN od o ON o.identity_key = m.identity_key
-  WHERE o.kind = 'paid' AND o.dt >= $start_day AND o.occurred_at >= co.added_at
-    AND o.occurred_at < $asof
-  GROUP BY co.customer_id
-)
+{_SECOND_ORDER}
 SELECT co.customer_id, count(*) OVER () AS total
 FROM co LEFT JOIN ord ON ord.customer_id = co.customer_id
 WHERE co.g = $g AND ({cond})

@@ -29,13 +29,9 @@ def _in(values: tuple[str, ...]) -> str:
 FRIEND_TYPES = (ADDED, *DELETED)
 PERIOD_TYPES = (*INTERACTION_TYPES, "referral")
 
-FRIENDS = f"""
-fe AS MATERIALIZED (
-  SELECT m.customer_id, e.event_type, e.occurred_at, e.prop AS state
-  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
-  WHERE e.event_type IN ({_in(FRIEND_TYPES)}) AND e.dt <= $asof_day AND e.occurred_at < $asof
-),
-adds AS (
+# friendship per customer from ``fe`` (customer_id, event_type, occurred_at, state): the first
+# add, its channel code, and the first deletion at or after it
+_FRIENDSHIP = f"""adds AS (
   SELECT customer_id, min(occurred_at) AS added_at,
     arg_min(state, occurred_at) AS channel_code
   FROM fe WHERE event_type = '{ADDED}' GROUP BY customer_id
@@ -47,6 +43,14 @@ fr AS (
    AND d.occurred_at >= a.added_at
   GROUP BY a.customer_id, a.added_at, a.channel_code
 )"""  # noqa: S608 - constants of this module only
+
+FRIENDS = f"""
+fe AS MATERIALIZED (
+  SELECT m.customer_id, e.event_type, e.occurred_at, e.prop AS state
+  FROM evh e JOIN idm m ON e.identity_key = m.identity_key
+  WHERE e.event_type IN ({_in(FRIEND_TYPES)}) AND e.dt <= $asof_day AND e.occurred_at < $asof
+),
+{_FRIENDSHIP}"""  # noqa: S608 - constants of this module only
 
 GROUP_TYPES = ("group_joined", "group_left")
 ALWAYS = (*FRIEND_TYPES, *GROUP_TYPES)  # read over the whole history
@@ -113,18 +117,7 @@ fe AS (
   SELECT customer_id, event_type, occurred_at, prop AS state FROM exh
   WHERE event_type IN ({_in(FRIEND_TYPES)})
 ),
-adds AS (
-  SELECT customer_id, min(occurred_at) AS added_at,
-    arg_min(state, occurred_at) AS channel_code
-  FROM fe WHERE event_type = '{ADDED}' GROUP BY customer_id
-),
-fr AS (
-  SELECT a.customer_id, a.added_at, a.channel_code, min(d.occurred_at) AS deleted_at
-  FROM adds a LEFT JOIN fe d
-    ON d.customer_id = a.customer_id AND d.event_type <> '{ADDED}'
-   AND d.occurred_at >= a.added_at
-  GROUP BY a.customer_id, a.added_at, a.channel_code
-),
+{_FRIENDSHIP},
 pf AS (SELECT * FROM pfa),
 ox AS (SELECT * FROM oxa),
 ordf AS (
