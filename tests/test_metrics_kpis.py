@@ -262,6 +262,53 @@ def test_drill_down_lists_the_numerator(db: Session, story: Any) -> None:
     assert den.total == 3 and len(den.customers) == 1
 
 
+def test_drill_downs_load_only_what_they_read(
+    db: Session, story: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drill-down loads only the facts its KPI reads (``sql.loads_for``); every KPI, both
+    sides and a grouping list the same customers as with every fact loaded."""
+    from siyu.metrics import scope, sql
+    from siyu.metrics.definitions import KPI_KEYS
+
+    dims = scope.load(db, SYSTEM, story)
+    costs = m.channel_costs(db, story.id)
+
+    def behind(kpi: str, side: str, group_by: str | None, group: str) -> tuple[list[str], int]:
+        return m.customer_ids_behind(
+            dims, kpi, start=START, end=END, as_of=AS_OF, side=side, group_by=group_by,
+            group=group, costs=costs, page_size=500,
+        )  # fmt: skip
+
+    cases = [
+        (k, side, g, grp)
+        for k in KPI_KEYS
+        for side in ("numerator", "denominator")
+        for g, grp in ((None, "all"), ("store", "A-SH01"))
+    ]
+    # the loads skipped are the ones the KPI does not read
+    assert sql.LOADS.keys() - sql.loads_for("diverted_customers", None) == {"pfa", "oxa", "exw"}
+    fast = {c: behind(*c) for c in cases}
+    monkeypatch.setattr(sql, "loads_for", lambda kpi, group_by: frozenset(sql.LOADS))
+    full = {c: behind(*c) for c in cases}
+    assert fast == full
+    assert sum(total for _, total in fast.values()) > 0
+    # a narrow scope reads the windowed facts once (``sql.NARROW_LOADS``): the same table as
+    # the brand-wide loads on the same customers
+    from dataclasses import replace
+
+    store = scope.restrict(dims, "store", "A-SH01")
+    assert store.scoped
+    for group_by in (None, "guide"):
+        narrow = m.compute(store, start=START, end=END, as_of=AS_OF, group_by=group_by,
+                           costs=costs)  # fmt: skip
+        wide = m.compute(replace(store, scoped=False), start=START, end=END, as_of=AS_OF,
+                         group_by=group_by, costs=costs)  # fmt: skip
+        assert [(r.group, r.customers, r.values) for r in narrow.rows] == [
+            (r.group, r.customers, r.values) for r in wide.rows
+        ]
+    assert any(r.values["interaction_rate"].denominator for r in narrow.rows)
+
+
 def test_bad_requests(db: Session, story: Any) -> None:
     from siyu.metrics.errors import MetricsInvalid
 

@@ -391,12 +391,22 @@ def open_lake(
     return con, found
 
 
-def load_facts(con: Any, bind: dict[str, Any]) -> None:
+def load_facts(
+    con: Any, bind: dict[str, Any], only: frozenset[str] | None = None, narrow: bool = False
+) -> None:
     """Load the query's facts (``sql.LOADS``: ``exh``, ``pfa``, ``exw``, ``oxa``) onto ``con`` as
-    temporary tables, after the identity key → customer index table ``idx``."""
+    temporary tables, after the identity key → customer index table ``idx``. With ``only``,
+    the other loads are created empty (same columns): a drill-down condition that reads
+    neither orders nor period features does not pay for them. ``narrow`` (a data scope or a
+    drill-down, not the whole brand) reads the windowed facts once (``sql.NARROW_LOADS``)."""
     con.execute("CREATE OR REPLACE TEMP TABLE idx AS SELECT ik, cix FROM idk")
-    for name, text in sql.LOADS.items():
-        query = f"CREATE OR REPLACE TEMP TABLE {name} AS {text}"
+    loads = sql.NARROW_LOADS if narrow else sql.LOADS
+    if only is not None and narrow and only & {"pfa", "exw"}:
+        only = only | {"exs"}
+    for name, text in loads.items():
+        empty = f"SELECT * FROM ({text}) LIMIT 0"  # noqa: S608 - fixed fragments
+        body = text if only is None or name in only else empty
+        query = f"CREATE OR REPLACE TEMP TABLE {name} AS {body}"
         con.execute(query, used(query, bind))
 
 
@@ -463,7 +473,7 @@ def compute(
     con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
         bind = window.bind()
-        load_facts(con, bind)
+        load_facts(con, bind, narrow=dims.scoped)
         text = sql.overview_sql(group_by)
         result: pa.Table = con.execute(text, used(text, bind)).fetch_arrow_table()
     finally:
@@ -610,7 +620,7 @@ def customer_ids_behind(
     bind = window.bind() | {"g": group, "limit": page_size, "offset": (page - 1) * page_size}
     con = connect(dims, costs, sopm, threads, rollup, koc)
     try:
-        load_facts(con, bind)
+        load_facts(con, bind, sql.loads_for(kpi, group_by), narrow=dims.scoped)
         text = sql.drill_sql(group_by, _condition(kpi, side))
         got = con.execute(text, used(text, bind)).fetchall()
     finally:

@@ -69,12 +69,19 @@ WINDOWED = (*PERIOD_TYPES, "message_sent")  # read from $lo_day only
 # its facts once to ``idx`` (``ik`` → ``cix``, a table built first from ``idk``); as tables
 # of known size they give the statement's joins (the reply ASOF join above all) exact
 # cardinalities.
-_PF = f"""WITH ex AS (
-  SELECT * FROM exh
-  UNION ALL
+# the scope's windowed facts: every period type from the start of the silence window to the
+# end of the reply window
+_WINDOWED = """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fw e JOIN idx m ON e.ik = m.ik
-  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us"""
+
+
+def _pf(windowed: str) -> str:
+    return f"""WITH ex AS (
+  SELECT * FROM exh
+  UNION ALL
+  {windowed}
 )
   SELECT customer_id,
     max(occurred_at) FILTER (WHERE event_type IN ({_in(INTERACTION_TYPES)})
@@ -91,6 +98,9 @@ _PF = f"""WITH ex AS (
   WHERE event_type IN ({_in(PERIOD_TYPES)}) AND occurred_at >= $lo_us AND occurred_at < $e_us
   GROUP BY customer_id"""  # noqa: S608 - constants of this module only
 
+
+_PF = _pf(_WINDOWED)
+
 LOADS = {
     "exh": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
@@ -103,13 +113,28 @@ LOADS = {
     "exw": """
   SELECT m.cix AS customer_id, e.event_type, e.occurred_us AS occurred_at, e.prop
   FROM fw e JOIN idx m ON e.ik = m.ik
-  WHERE e.dt BETWEEN $lo_day AND $reply_day AND e.occurred_us < $asof_us
+  WHERE e.dt BETWEEN $start_day AND $reply_day AND e.occurred_us < $asof_us
     AND (e.event_type = 'message_sent' OR e.event_type = 'message_received')
     AND e.occurred_us >= $s_us""",
     "oxa": """
   SELECT m.cix AS customer_id, o.kind, o.occurred_us AS occurred_at, o.paid_fen, o.refund_fen
   FROM fo o JOIN idx m ON o.ik = m.ik
   WHERE o.dt BETWEEN $orders_from_day AND $end_day AND o.occurred_us < $e_us""",
+}
+
+# A narrow scope (a store, a guide's customers, a store manager) has few windowed rows: they
+# are loaded once (``exs``) and both the period features and the message facts read them,
+# instead of scanning the windowed facts twice. (Brand-wide, keeping millions of rows costs
+# more than the second scan.)
+NARROW_LOADS = {
+    "exh": LOADS["exh"],
+    "exs": _WINDOWED,
+    "pfa": _pf("SELECT * FROM exs"),
+    "exw": """
+  SELECT * FROM exs
+  WHERE (event_type = 'message_sent' OR event_type = 'message_received')
+    AND occurred_at >= $s_us""",
+    "oxa": LOADS["oxa"],
 }
 
 _SCANS = f"""
@@ -260,6 +285,25 @@ SIDES: dict[str, tuple[str, str | None]] = {
     "active_members": ("active_member", None),
     "group_participation_rate": ("in_group", "friend_period"),
 }
+
+
+# the columns of ``pc`` that read the period features (``pfa``) or the orders (``oxa``);
+# friendship and groups (``exh``) are read by nearly every column and always loaded
+_FROM_PFA = frozenset({"csat_sum", "csat_n", "churned", "interacted", "referred", "active_member"})
+_FROM_OXA = frozenset({"gmv", "buyer", "repurchaser", "value_fen"})
+
+
+def loads_for(kpi: str, group_by: str | None) -> frozenset[str]:
+    """The fact loads (``LOADS``) a drill-down of ``kpi`` reads, either side, in ``group_by``."""
+    need = {"exh"}
+    if kpi == "guide_response_minutes":
+        return frozenset({"exh", "exw"})
+    for column in SIDES[kpi]:
+        if column in _FROM_PFA:
+            need.add("pfa")
+        if column in _FROM_OXA:
+            need.add("oxa")
+    return frozenset(need)
 
 
 def grouping(group_by: str | None) -> str:
