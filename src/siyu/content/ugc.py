@@ -743,25 +743,23 @@ def _lake_touches(brand: Brand, notes: list[KocNote], codes: dict[str, str]) -> 
     by_content = {n.id: n.id for n in notes}
     by_content.update({code: nid for nid, code in codes.items()})
     out: list[Any] = []
-    with connect() as engine:
+    with connect() as engine:  # one pass over the events for both kinds of touch
         ev = engine.table("events", brand.id)
         props = ev.properties.cast("json")
         state = props["state"].unwrap_as("string")
         content = props["content_id"].unwrap_as("string")
-        for kind, etype, column, wanted in (
-            ("state", "wecom_contact_added", state, by_state),
-            ("click", "content_clicked", content, by_content),
-        ):
-            if not wanted:
-                continue
-            picked = ev.filter(
-                ev.event_type == etype, ev.identity_key.notnull(), column.isin(list(wanted))
-            ).mutate(ref=column)
-            expr = picked.group_by([picked.identity_key, picked.ref]).aggregate(
-                at=picked.occurred_at.min()
-            )
-            for row in engine.execute(expr).to_pylist():
-                out.append((row["identity_key"], wanted[row["ref"]], row["at"], kind))
+        is_add = ev.event_type == "wecom_contact_added"
+        picked = ev.filter(
+            ev.identity_key.notnull(),
+            (is_add & state.isin(list(by_state) or [""]))
+            | ((ev.event_type == "content_clicked") & content.isin(list(by_content))),
+        ).mutate(add=is_add, ref=is_add.ifelse(state, content))
+        expr = picked.group_by([picked.identity_key, picked.add, picked.ref]).aggregate(
+            at=picked.occurred_at.min()
+        )
+        for row in engine.execute(expr).to_pylist():
+            kind, wanted = ("state", by_state) if row["add"] else ("click", by_content)
+            out.append((row["identity_key"], wanted[row["ref"]], row["at"], kind))
     return out
 
 

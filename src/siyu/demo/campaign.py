@@ -119,12 +119,17 @@ def run(
                     .where(
                         Outbox.brand_id == brand.id,
                         Outbox.status == "pending",
-                        Outbox.touch_id.in_(select(Touch.id).where(Touch.sop_id == sop.id)),
+                        _of(sop),
                     )
                     .values(status="sent", sent_at=Outbox.available_at, attempts=1)
                 )
         _outcomes(db, brand, sop)
     return summary(db, brand, key)
+
+
+def _of(sop: Sop) -> Any:
+    """Outbox rows of the SOP's touches."""
+    return Outbox.touch_id.in_(select(Touch.id).where(Touch.sop_id == sop.id))
 
 
 def setup(db: Session, brand: Brand) -> dict[str, Any]:
@@ -148,7 +153,7 @@ def _outcomes(db: Session, brand: Brand, sop: Sop) -> int:
             select(Outbox.customer_id).where(
                 Outbox.brand_id == brand.id,
                 Outbox.status == "sent",
-                Outbox.touch_id.in_(select(Touch.id).where(Touch.sop_id == sop.id)),
+                _of(sop),
             )
         )
     )
@@ -216,7 +221,7 @@ def summary(db: Session, brand: Brand, key: str = KEY) -> dict[str, Any]:
     sent = db.scalar(
         select(func.count(Outbox.id)).where(
             Outbox.status == "sent",
-            Outbox.touch_id.in_(select(Touch.id).where(Touch.sop_id == sop.id)),
+            _of(sop),
         )
     )
     return {

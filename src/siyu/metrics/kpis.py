@@ -410,6 +410,14 @@ def load_facts(
         con.execute(query, used(query, bind))
 
 
+# the aggregate record of a group without customers
+_EMPTY: dict[str, Any] = {c: 0 for c in sql.SUMS} | {
+    "received": 0,
+    "answered": 0,
+    "median_minutes": None,
+}
+
+
 def _ratio(num: float, den: int) -> float | None:
     return None if den == 0 else num / den
 
@@ -484,8 +492,7 @@ def compute(
         g = str(rec["g"])
         rows.append(KpiRow(g, labels.get(g, g), int(rec["customers"]), _values(rec, keys)))
     if not rows and group_by is None:
-        empty = {c: 0 for c in sql.SUMS} | {"received": 0, "answered": 0, "median_minutes": None}
-        rows.append(KpiRow("all", "all", 0, _values(empty, keys)))
+        rows.append(KpiRow("all", "all", 0, _values(_EMPTY, keys)))
     notes = {k: BY_KEY[k].pending or "" for k in keys if BY_KEY[k].pending}
     return KpiTable(
         dims.brand_id,
@@ -519,7 +526,7 @@ def compute_kpis(
     see them (``metrics.read``; the actor's data scope limits the customers counted)."""
     check_period(start, end)
     check_group_by(group_by)
-    check_kpis(kpis)
+    keys = check_kpis(kpis)
     dims = dims or dim_scope.load(db, actor, brand)
     sopm = None
     if group_by == "sop":
@@ -530,7 +537,7 @@ def compute_kpis(
     dims.labels["channel_code"] = code_names
     as_of = as_of or datetime.now(UTC)
     koc, by_staff = None, 0
-    if any(k.startswith("koc_") for k in check_kpis(kpis)):
+    if any(k.startswith("koc_") for k in keys):
         koc, by_staff = koc_period(db, brand, start, end, as_of)
     table = compute(
         dims,
@@ -556,8 +563,7 @@ def _add_staff_notes(table: KpiTable, n: int) -> None:
     try:
         row = table.row(group)
     except KeyError:
-        empty = {c: 0 for c in sql.SUMS} | {"received": 0, "answered": 0, "median_minutes": None}
-        row = KpiRow(group, group, 0, _values(empty, table.kpis))
+        row = KpiRow(group, group, 0, _values(_EMPTY, table.kpis))
         table.rows.append(row)
     v = row.values["koc_content_published"]
     total = int(v.value or 0) + n
